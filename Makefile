@@ -1,0 +1,49 @@
+# Scribe: containerd-shim-scribe-v2.
+#   make demo   install what is missing, build, run a container through a private containerd
+#   make test   everything: format, lint, unit tests, end-to-end on containerd 1.6, 1.7 and 2.1
+#   make bench  benchmarks side by side with containerd's own shims
+
+CARGO        ?= cargo
+SHIM         := target/release/containerd-shim-scribe-v2
+E2E_VERSIONS ?= 1.6 1.7 2.1
+E2E_THREADS  ?= 2
+PREFIX       ?= /usr/local
+
+.PHONY: all deps build demo test check unit e2e fetch-containerd install clean
+
+all: build
+
+deps:
+	test/install-deps.sh
+
+build:
+	$(CARGO) build --release -p containerd-shim-scribe-v2
+
+demo: deps build
+	$(CARGO) run --release -q -p scribe-e2e --bin scribe-demo
+
+check:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit:
+	$(CARGO) test --workspace --exclude scribe-e2e
+
+fetch-containerd:
+	test/fetch-containerd.sh $(filter-out 1.6,$(E2E_VERSIONS))
+
+# The e2e suite runs once per containerd version; 1.6 is the system's (Debian bookworm).
+e2e: build fetch-containerd
+	@set -e; for v in $(E2E_VERSIONS); do \
+	  if [ "$$v" = 1.6 ]; then dir=/usr/bin; else dir=$(CURDIR)/.cache/containerd/$$v/usr/bin; fi; \
+	  echo "=== e2e against containerd $$v ($$dir)"; \
+	  SCRIBE_CONTAINERD_DIR=$$dir $(CARGO) test --release -p scribe-e2e -- --test-threads=$(E2E_THREADS); \
+	done
+
+test: deps check unit e2e
+
+install: build
+	install -D -m 0755 $(SHIM) $(DESTDIR)$(PREFIX)/bin/containerd-shim-scribe-v2
+
+clean:
+	$(CARGO) clean

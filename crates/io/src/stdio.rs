@@ -1,0 +1,239 @@
+//! The relay between a container process's stdio pipes and containerd's FIFOs.
+//!
+//! The runtime gets plain pipes; the shim copies them to the destinations containerd named.
+//! For each stdout/stderr FIFO the shim also holds a read end open, so that when containerd (the
+//! usual reader) restarts, the container's writes block as on a full pipe instead of failing with
+//! SIGPIPE. stdin is read from its FIFO and copied into the container's stdin pipe; EOF there (or
+//! `close_stdin`) closes the container's stdin.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::Path;
+use std::time::Duration;
+
+use nix::fcntl::OFlag;
+use nix::unistd::pipe2;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::pipe;
+use tokio::task::JoinHandle;
+
+/// Bytes moved per read; a compromise between syscalls per MiB and resident memory per stream.
+const RELAY_BUF: usize = 32 * 1024;
+
+/// The ends of the process's stdio that the runtime passes to the container (fds 0, 1, 2).
+/// `None` means the stream was not asked for: give the container /dev/null.
+#[derive(Debug, Default)]
+pub struct ContainerEnds {
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+}
+
+/// The running copies of one process's stdio.
+#[derive(Debug, Default)]
+pub struct Relay {
+    outputs: Vec<JoinHandle<()>>,
+    stdin: Option<JoinHandle<()>>,
+}
+
+fn ctx(e: io::Error, what: &str, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+}
+
+fn new_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    pipe2(OFlag::O_CLOEXEC).map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("pipe2: {e}")))
+}
+
+/// Where a stream's bytes go.
+enum Sink {
+    /// A FIFO, with the read end we hold to keep it from breaking when its reader goes away.
+    Fifo { tx: pipe::Sender, _hold: File },
+    /// A regular file, appended to.
+    File(File),
+}
+
+impl Sink {
+    fn open(path: &Path) -> io::Result<Sink> {
+        let is_fifo = match std::fs::metadata(path) {
+            Ok(m) => m.file_type().is_fifo(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => return Err(ctx(e, "stat", path)),
+        };
+        if !is_fifo {
+            let file = OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o644)
+                .open(path)
+                .map_err(|e| ctx(e, "open", path))?;
+            return Ok(Sink::File(file));
+        }
+        let hold = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| ctx(e, "open for reading", path))?;
+        let tx = pipe::OpenOptions::new()
+            .open_sender(path)
+            .map_err(|e| ctx(e, "open for writing", path))?;
+        Ok(Sink::Fifo { tx, _hold: hold })
+    }
+
+    async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Sink::Fifo { tx, .. } => tx.write_all(buf).await,
+            Sink::File(f) => f.write_all(buf),
+        }
+    }
+}
+
+impl Relay {
+    /// Opens the destinations containerd named (empty = none) and starts copying.
+    ///
+    /// Must run inside the shim's tokio runtime. On error nothing is left running.
+    pub fn start(stdin: &str, stdout: &str, stderr: &str) -> io::Result<(ContainerEnds, Relay)> {
+        let mut ends = ContainerEnds::default();
+        let mut relay = Relay::default();
+        for (path, is_err) in [(stdout, false), (stderr, true)] {
+            if path.is_empty() {
+                continue;
+            }
+            let path = Path::new(path);
+            let sink = Sink::open(path)?;
+            let (r, w) = new_pipe()?;
+            let rx = pipe::Receiver::from_owned_fd(r).map_err(|e| ctx(e, "watching pipe for", path))?;
+            if is_err {
+                ends.stderr = Some(w);
+            } else {
+                ends.stdout = Some(w);
+            }
+            relay.outputs.push(tokio::spawn(copy_out(rx, sink, path.display().to_string())));
+        }
+        if !stdin.is_empty() {
+            let path = Path::new(stdin);
+            let src = pipe::OpenOptions::new()
+                .open_receiver(path)
+                .map_err(|e| ctx(e, "open for reading", path))?;
+            let (r, w) = new_pipe()?;
+            let tx = pipe::Sender::from_owned_fd(w).map_err(|e| ctx(e, "watching pipe for", path))?;
+            ends.stdin = Some(r);
+            relay.stdin = Some(tokio::spawn(copy_in(src, tx)));
+        }
+        Ok((ends, relay))
+    }
+
+    /// Closes the container's stdin (containerd's CloseIO, or the process is gone).
+    pub fn close_stdin(&mut self) {
+        if let Some(task) = self.stdin.take() {
+            task.abort();
+        }
+    }
+
+    /// Waits until every output stream reached EOF (the process and everything that inherited its
+    /// stdio exited) or `limit` passed; returns whether all finished. Copies that did not finish
+    /// keep running, so late bytes are still delivered.
+    pub async fn drain(&mut self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut all = true;
+        for task in &mut self.outputs {
+            if tokio::time::timeout_at(deadline, &mut *task).await.is_err() {
+                all = false;
+            }
+        }
+        if all {
+            self.outputs.clear();
+        }
+        all
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.close_stdin();
+    }
+}
+
+async fn copy_out(mut rx: pipe::Receiver, mut sink: Sink, name: String) {
+    let mut buf = vec![0u8; RELAY_BUF];
+    loop {
+        let n = match rx.read(&mut buf).await {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                log::error!("reading container output for {name}: {e}");
+                return;
+            }
+        };
+        if let Err(e) = sink.write_all(&buf[..n]).await {
+            // The destination is gone for good; keep draining the pipe so the container is not
+            // blocked forever on a sink nobody can read.
+            log::error!("writing container output to {name}: {e}");
+            while matches!(rx.read(&mut buf).await, Ok(n) if n > 0) {}
+            return;
+        }
+    }
+}
+
+async fn copy_in(mut src: pipe::Receiver, mut tx: pipe::Sender) {
+    let mut buf = vec![0u8; 8 * 1024];
+    loop {
+        match src.read(&mut buf).await {
+            Ok(0) => return,
+            Ok(n) => {
+                if tx.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn copies_to_fifo_and_file_until_eof() {
+        rt().block_on(async {
+            let dir = std::env::temp_dir().join(format!("scribe-stdio-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let fifo = dir.join("out");
+            let _ = std::fs::remove_file(&fifo);
+            nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+            let file = dir.join("err.log");
+            let _ = std::fs::remove_file(&file);
+            let mut reader = OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&fifo)
+                .unwrap();
+            let (ends, mut relay) =
+                Relay::start("", fifo.to_str().unwrap(), file.to_str().unwrap()).unwrap();
+            assert!(ends.stdin.is_none());
+            let mut out = File::from(ends.stdout.unwrap());
+            let mut err = File::from(ends.stderr.unwrap());
+            out.write_all(b"hello\n").unwrap();
+            err.write_all(b"oops\n").unwrap();
+            drop((out, err));
+            assert!(relay.drain(Duration::from_secs(5)).await);
+            let mut got = String::new();
+            reader.read_to_string(&mut got).ok();
+            assert_eq!(got, "hello\n");
+            assert_eq!(std::fs::read_to_string(&file).unwrap(), "oops\n");
+            std::fs::remove_dir_all(&dir).unwrap();
+        });
+    }
+}

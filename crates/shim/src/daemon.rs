@@ -1,0 +1,135 @@
+//! The long-lived shim process: serves the Task API on the socket `start` bound.
+//!
+//! One thread: a tokio current_thread runtime runs the ttrpc server, the reaper, the stdio
+//! copies and the event publisher.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use containerd_shim_protos::shim_async::create_task;
+use containerd_shim_protos::ttrpc::r#async::Server;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use scribe_events::Publisher;
+use tokio::sync::Notify;
+
+use crate::flags::Flags;
+use crate::reaper::Reaper;
+use crate::service::Service;
+use crate::start::{LISTEN_FD, PARENT_PID_ENV};
+
+/// The service name containerd 1.6 to 2.x call for task API v2.
+const TASK_V2_SERVICE: &str = "containerd.task.v2.Task";
+/// How long queued events may take to reach containerd when the shim exits.
+const FINAL_FLUSH: Duration = Duration::from_secs(5);
+
+/// Makes the bundle's `log` FIFO our stderr (containerd reads it into its own log).
+fn open_log_fifo(bundle: &Path) {
+    let path = bundle.join("log");
+    let opened = nix::fcntl::open(
+        &path,
+        OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    );
+    if let Ok(fd) = opened {
+        // SAFETY: `fd` was just opened and is owned here.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let _ = nix::unistd::dup2(fd.as_raw_fd(), 2);
+    }
+}
+
+/// oom_score_adj = containerd's + 1, so the OOM killer picks a shim before containerd.
+fn adjust_oom_score() {
+    let Ok(ppid) = std::env::var(PARENT_PID_ENV) else {
+        return;
+    };
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{ppid}/oom_score_adj")) else {
+        return;
+    };
+    let Ok(score) = text.trim().parse::<i32>() else {
+        return;
+    };
+    let target = (score + 1).min(1000);
+    if let Err(e) = std::fs::write("/proc/self/oom_score_adj", target.to_string()) {
+        log::warn!("setting oom_score_adj to {target}: {e}");
+    }
+}
+
+/// Runs the daemon until containerd shuts it down.
+pub fn run(flags: &Flags) -> Result<(), String> {
+    let bundle = crate::start::bundle_dir(flags)?;
+    open_log_fifo(&bundle);
+    crate::logger::init(flags.debug);
+    // Writes to a FIFO whose reader is gone must fail with EPIPE, not kill the shim.
+    // SAFETY: setting a signal disposition to SIG_IGN has no handler to be unsafe about.
+    unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigIgn,
+        )
+    }
+    .map_err(|e| format!("ignoring SIGPIPE: {e}"))?;
+    nix::sys::prctl::set_child_subreaper(true).map_err(|e| format!("PR_SET_CHILD_SUBREAPER: {e}"))?;
+    adjust_oom_score();
+    // The listener must be close-on-exec from here on: runtime children must not inherit it.
+    fcntl(LISTEN_FD, FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
+        .map_err(|e| format!("fd {LISTEN_FD} is not the shim socket: {e}"))?;
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("building runtime: {e}"))?;
+    rt.block_on(serve(flags))
+}
+
+async fn serve(flags: &Flags) -> Result<(), String> {
+    let reaper = Reaper::global();
+    tokio::spawn(async move {
+        if let Err(e) = reaper.run().await {
+            log::error!("child reaper stopped: {e}");
+        }
+    });
+    let ttrpc_address = std::env::var("TTRPC_ADDRESS")
+        .map_err(|_| "TTRPC_ADDRESS is not set: containerd always sets it".to_string())?;
+    let publisher = Publisher::spawn(&ttrpc_address, &flags.namespace);
+    let shutdown = Arc::new(Notify::new());
+    let service = Arc::new(Service::new(
+        flags.namespace.clone(),
+        publisher.clone(),
+        shutdown.clone(),
+    ));
+    // containerd-shim-protos generates the task service under its v3 name; containerd 1.6 to 2.x
+    // call v2 for shims that print a plain address. The messages are the same.
+    let services = create_task(service)
+        .into_values()
+        .map(|svc| (TASK_V2_SERVICE.to_string(), svc))
+        .collect();
+    // SAFETY: fd 3 is the listening socket `start` handed us, owned by nobody else.
+    let mut server = unsafe { Server::new().add_unix_listener(LISTEN_FD) }
+        .map_err(|e| format!("using the shim socket: {e}"))?
+        .register_service(services);
+    server
+        .start()
+        .await
+        .map_err(|e| format!("starting ttrpc server: {e}"))?;
+    log::debug!("serving {}", flags.id);
+    shutdown.notified().await;
+    log::info!("no container left; shutting down");
+    if !publisher.flush(FINAL_FLUSH).await {
+        log::error!("some events could not be delivered to containerd before shutdown");
+    }
+    // Let the Shutdown reply reach containerd before the socket goes away.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let _ = server.shutdown().await;
+    if let Some(path) = socket_path_of_self() {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
+/// The filesystem path of our listening socket, from the fd itself.
+fn socket_path_of_self() -> Option<String> {
+    let addr: nix::sys::socket::UnixAddr = nix::sys::socket::getsockname(LISTEN_FD).ok()?;
+    addr.path().map(|p| p.display().to_string())
+}

@@ -1,0 +1,255 @@
+//! The OCI runtime driver: runc, crun or any CLI that speaks runc's command line.
+//!
+//! Every call passes `--root`, `--log <bundle>/log.json --log-format json`, so that when the
+//! runtime fails the error containerd sees carries the runtime's own message from that log.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use tokio::io::AsyncReadExt;
+
+use crate::options::Settings;
+use crate::reaper::{ExitCode, Reaper};
+
+/// A failed runtime invocation, with the runtime's own words when it left any.
+#[derive(Debug)]
+pub struct RuntimeError {
+    /// What the shim was doing, e.g. `runc create c1`.
+    pub action: String,
+    /// The runtime's message (from log.json or stderr) or the spawn error.
+    pub message: String,
+    /// True when the runtime says the container does not exist.
+    pub not_found: bool,
+}
+
+impl std::fmt::Display for RuntimeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.action, self.message)
+    }
+}
+
+impl std::error::Error for RuntimeError {}
+
+/// The stdio a runtime command hands to the container process it creates.
+pub struct ProcessStdio {
+    pub stdin: Stdio,
+    pub stdout: Stdio,
+    pub stderr: Stdio,
+}
+
+/// One container's view of the runtime: which binary, which root, which log file.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    settings: Settings,
+    log: PathBuf,
+}
+
+impl Runtime {
+    /// A driver for the container in `bundle` with the given settings.
+    pub fn new(settings: Settings, bundle: &Path) -> Runtime {
+        Runtime {
+            settings,
+            log: bundle.join("log.json"),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.settings.binary_name);
+        cmd.arg("--root")
+            .arg(&self.settings.root)
+            .arg("--log")
+            .arg(&self.log)
+            .args(["--log-format", "json"]);
+        if self.settings.systemd_cgroup {
+            cmd.arg("--systemd-cgroup");
+        }
+        cmd.args(args);
+        cmd
+    }
+
+    /// `create`: the container's init is created, stopped before the user process runs.
+    pub async fn create(
+        &self,
+        id: &str,
+        bundle: &Path,
+        pid_file: &Path,
+        stdio: ProcessStdio,
+    ) -> Result<(), RuntimeError> {
+        let bundle_s = bundle.display().to_string();
+        let pid_s = pid_file.display().to_string();
+        let mut args = vec!["create", "--bundle", &bundle_s, "--pid-file", &pid_s];
+        if self.settings.no_pivot_root {
+            args.push("--no-pivot");
+        }
+        if self.settings.no_new_keyring {
+            args.push("--no-new-keyring");
+        }
+        args.push(id);
+        let mut cmd = self.command(&args);
+        cmd.stdin(stdio.stdin)
+            .stdout(stdio.stdout)
+            .stderr(stdio.stderr);
+        self.run(cmd, &format!("create {id}"), false).await.map(drop)
+    }
+
+    /// `start`: runs the user process of a created container.
+    pub async fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        self.simple(&["start", id]).await
+    }
+
+    /// `kill [--all] <id> <signal>`.
+    pub async fn kill(&self, id: &str, signal: u32, all: bool) -> Result<(), RuntimeError> {
+        let sig = signal.to_string();
+        let mut args = vec!["kill"];
+        if all {
+            args.push("--all");
+        }
+        args.extend([id, sig.as_str()]);
+        self.simple(&args).await
+    }
+
+    /// `delete [--force] <id>`.
+    pub async fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError> {
+        let mut args = vec!["delete"];
+        if force {
+            args.push("--force");
+        }
+        args.push(id);
+        self.simple(&args).await
+    }
+
+    /// `ps --format json <id>`: the pids in the container.
+    pub async fn ps(&self, id: &str) -> Result<Vec<i32>, RuntimeError> {
+        let out = self
+            .run(
+                self.command(&["ps", "--format", "json", id]),
+                &format!("ps {id}"),
+                true,
+            )
+            .await?;
+        serde_json::from_slice::<Option<Vec<i32>>>(&out)
+            .map(Option::unwrap_or_default)
+            .map_err(|e| self.error(&format!("ps {id}"), format!("parsing output: {e}")))
+    }
+
+    async fn simple(&self, args: &[&str]) -> Result<(), RuntimeError> {
+        let action = args.join(" ");
+        self.run(self.command(args), &action, true).await.map(drop)
+    }
+
+    fn error(&self, action: &str, message: String) -> RuntimeError {
+        let not_found = message.contains("does not exist") || message.contains("not found");
+        RuntimeError {
+            action: format!("{} {action}", self.settings.binary_name),
+            message,
+            not_found,
+        }
+    }
+
+    /// Spawns the command, waits for its exit through the reaper, and turns a failure into the
+    /// runtime's own message. With `capture`, stdout is returned and stderr kept for errors.
+    async fn run(
+        &self,
+        mut cmd: Command,
+        action: &str,
+        capture: bool,
+    ) -> Result<Vec<u8>, RuntimeError> {
+        let log_offset = std::fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0);
+        if capture {
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+        }
+        let mut child = cmd.spawn().map_err(|e| {
+            let msg = if e.kind() == std::io::ErrorKind::NotFound {
+                format!(
+                    "runtime binary {:?} not found: {e}",
+                    self.settings.binary_name
+                )
+            } else {
+                format!("spawning {:?}: {e}", self.settings.binary_name)
+            };
+            self.error(action, msg)
+        })?;
+        // Registered before any await: the reaper cannot take this exit from us.
+        let exited = Reaper::global().subscribe(child.id() as i32);
+        // The command's stdio ends that belong to the container must be closed here, or the
+        // container's pipes never see EOF.
+        drop(cmd);
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        if capture {
+            let out = child.stdout.take().map(read_all);
+            let err = child.stderr.take().map(read_all);
+            if let Some(f) = out {
+                stdout = f.await;
+            }
+            if let Some(f) = err {
+                stderr = f.await;
+            }
+        }
+        let code: ExitCode = exited.await.map_err(|_| {
+            self.error(action, "lost the runtime's exit status".to_string())
+        })?;
+        if code == 0 {
+            return Ok(stdout);
+        }
+        let message = last_error_since(&self.log, log_offset)
+            .or_else(|| {
+                let s = String::from_utf8_lossy(&stderr).trim().to_string();
+                (!s.is_empty()).then_some(s)
+            })
+            .unwrap_or_else(|| format!("exited with status {code}"));
+        Err(self.error(action, message))
+    }
+}
+
+async fn read_all<T: Into<std::os::fd::OwnedFd>>(pipe: T) -> Vec<u8> {
+    let mut buf = Vec::new();
+    if let Ok(mut rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(pipe.into()) {
+        let _ = rx.read_to_end(&mut buf).await;
+    }
+    buf
+}
+
+/// The message of the last error-level line the runtime appended to its JSON log after `offset`.
+pub fn last_error_since(log: &Path, offset: u64) -> Option<String> {
+    let mut file = std::fs::File::open(log).ok()?;
+    file.seek(SeekFrom::Start(offset)).ok()?;
+    let mut text = String::new();
+    file.take(1 << 20).read_to_string(&mut text).ok()?;
+    text.lines().rev().find_map(|line| {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        let level = v.get("level")?.as_str()?;
+        if !matches!(level, "error" | "fatal" | "panic") {
+            return None;
+        }
+        v.get("msg")?.as_str().map(str::to_string)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_error_only_looks_after_offset() {
+        let dir = std::env::temp_dir().join(format!("scribe-rt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("log.json");
+        let first = "{\"level\":\"error\",\"msg\":\"old failure\",\"time\":\"t\"}\n";
+        std::fs::write(&log, first).unwrap();
+        assert_eq!(last_error_since(&log, 0).as_deref(), Some("old failure"));
+        let mut all = first.to_string();
+        all.push_str("{\"level\":\"warning\",\"msg\":\"w\"}\nnot json\n");
+        all.push_str("{\"level\":\"error\",\"msg\":\"exec: \\\"nope\\\": executable file not found in $PATH\"}\n");
+        std::fs::write(&log, &all).unwrap();
+        assert_eq!(
+            last_error_since(&log, first.len() as u64).as_deref(),
+            Some("exec: \"nope\": executable file not found in $PATH")
+        );
+        std::fs::write(&log, format!("{first}{{\"level\":\"info\",\"msg\":\"i\"}}\n")).unwrap();
+        assert_eq!(last_error_since(&log, first.len() as u64), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Scribe needs to build and run containers, when missing.
+set -euo pipefail
+pkgs=(containerd runc busybox-static)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  [ "$(id -u)" = 0 ] || { echo "need root to install: ${missing[*]}" >&2; exit 1; }
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update
+  apt-get install -y "${missing[@]}"
+fi
+command -v cargo >/dev/null || { echo "cargo (the Rust toolchain, e.g. from rustup) is required" >&2; exit 1; }
