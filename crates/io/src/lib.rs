@@ -1,1 +1,39 @@
-//! io
+//! Stdio plumbing for the Scribe shim.
+//!
+//! This crate holds the pieces of the shim that move or shape a container's
+//! output and the runtime's own log, independent of ttrpc and of the event
+//! model:
+//!
+//! - [`uri`]: what containerd's `stdout`/`stderr` strings mean (fifo, `file://`,
+//!   `binary://`, `binary-v2://`, none);
+//! - [`framing`]: Docker-compatible line framing with partial lines;
+//! - [`jsonfile`]: the Docker `json-file` writer with rotation, compression and tags;
+//! - [`runclog`]: reading the runtime's `log.json`;
+//! - [`relay`]: zero-copy `splice(2)`/`tee(2)` building blocks;
+//! - [`timefmt`]: the RFC 3339 timestamp form Docker and the log spec use.
+//!
+//! Everything here is synchronous and allocation-light on purpose: the shim runs
+//! a current-thread runtime and must stay small per container.
+
+#[warn(missing_docs)]
+pub mod framing;
+#[warn(missing_docs)]
+pub mod jsonfile;
+mod percent;
+#[warn(missing_docs)]
+pub mod relay;
+#[warn(missing_docs)]
+pub mod runclog;
+pub mod stdio;
+#[warn(missing_docs)]
+pub mod stream;
+#[warn(missing_docs)]
+pub mod timefmt;
+#[warn(missing_docs)]
+pub mod uri;
+
+pub use framing::{LineFramer, Message, PartialInfo, DEFAULT_MAX_LINE};
+pub use jsonfile::{JsonFileError, JsonFileOptions, JsonFileStats, JsonFileWriter, TagInfo};
+pub use runclog::{last_error, Level, RuntimeLogFollower, RuntimeLogLine};
+pub use stream::Stream;
+pub use uri::{BinaryUri, StdioUri, UriError};

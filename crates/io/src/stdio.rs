@@ -9,7 +9,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::Duration;
 
@@ -18,6 +18,8 @@ use nix::unistd::pipe2;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::task::JoinHandle;
+
+use crate::uri::StdioUri;
 
 /// Bytes moved per read; a compromise between syscalls per MiB and resident memory per stream.
 const RELAY_BUF: usize = 32 * 1024;
@@ -43,7 +45,8 @@ fn ctx(e: io::Error, what: &str, path: &Path) -> io::Error {
 }
 
 fn new_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    pipe2(OFlag::O_CLOEXEC).map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("pipe2: {e}")))
+    pipe2(OFlag::O_CLOEXEC)
+        .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("pipe2: {e}")))
 }
 
 /// Where a stream's bytes go.
@@ -55,6 +58,42 @@ enum Sink {
 }
 
 impl Sink {
+    /// Opens what containerd named for an output stream: `None` when it named nothing.
+    fn for_uri(spec: &str) -> io::Result<Option<Sink>> {
+        let uri = StdioUri::parse(spec)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        match uri {
+            StdioUri::None => Ok(None),
+            StdioUri::Fifo(path) => Sink::open(&path).map(Some),
+            StdioUri::File(path) => Sink::open_file(&path).map(Some),
+            StdioUri::Binary(b) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "logging binary {}: binary:// stdio is not implemented by this Scribe build",
+                    b.path.display()
+                ),
+            )),
+        }
+    }
+
+    /// `file://` destinations: parents 0755, the file 0644, appended to.
+    fn open_file(path: &Path) -> io::Result<Sink> {
+        if let Some(dir) = path.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(dir)
+                .map_err(|e| ctx(e, "creating", dir))?;
+        }
+        OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o644)
+            .open(path)
+            .map(Sink::File)
+            .map_err(|e| ctx(e, "open", path))
+    }
+
     fn open(path: &Path) -> io::Result<Sink> {
         let is_fifo = match std::fs::metadata(path) {
             Ok(m) => m.file_type().is_fifo(),
@@ -90,26 +129,29 @@ impl Sink {
 }
 
 impl Relay {
-    /// Opens the destinations containerd named (empty = none) and starts copying.
+    /// Opens the destinations containerd named (empty = none; a FIFO or file path, `file://`) and
+    /// starts copying.
     ///
     /// Must run inside the shim's tokio runtime. On error nothing is left running.
     pub fn start(stdin: &str, stdout: &str, stderr: &str) -> io::Result<(ContainerEnds, Relay)> {
         let mut ends = ContainerEnds::default();
         let mut relay = Relay::default();
-        for (path, is_err) in [(stdout, false), (stderr, true)] {
-            if path.is_empty() {
+        for (spec, is_err) in [(stdout, false), (stderr, true)] {
+            let Some(sink) = Sink::for_uri(spec)? else {
                 continue;
-            }
-            let path = Path::new(path);
-            let sink = Sink::open(path)?;
+            };
+            let path = Path::new(spec);
             let (r, w) = new_pipe()?;
-            let rx = pipe::Receiver::from_owned_fd(r).map_err(|e| ctx(e, "watching pipe for", path))?;
+            let rx =
+                pipe::Receiver::from_owned_fd(r).map_err(|e| ctx(e, "watching pipe for", path))?;
             if is_err {
                 ends.stderr = Some(w);
             } else {
                 ends.stdout = Some(w);
             }
-            relay.outputs.push(tokio::spawn(copy_out(rx, sink, path.display().to_string())));
+            relay
+                .outputs
+                .push(tokio::spawn(copy_out(rx, sink, path.display().to_string())));
         }
         if !stdin.is_empty() {
             let path = Path::new(stdin);
@@ -117,7 +159,8 @@ impl Relay {
                 .open_receiver(path)
                 .map_err(|e| ctx(e, "open for reading", path))?;
             let (r, w) = new_pipe()?;
-            let tx = pipe::Sender::from_owned_fd(w).map_err(|e| ctx(e, "watching pipe for", path))?;
+            let tx =
+                pipe::Sender::from_owned_fd(w).map_err(|e| ctx(e, "watching pipe for", path))?;
             ends.stdin = Some(r);
             relay.stdin = Some(tokio::spawn(copy_in(src, tx)));
         }

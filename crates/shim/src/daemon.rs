@@ -70,7 +70,8 @@ pub fn run(flags: &Flags) -> Result<(), String> {
         )
     }
     .map_err(|e| format!("ignoring SIGPIPE: {e}"))?;
-    nix::sys::prctl::set_child_subreaper(true).map_err(|e| format!("PR_SET_CHILD_SUBREAPER: {e}"))?;
+    nix::sys::prctl::set_child_subreaper(true)
+        .map_err(|e| format!("PR_SET_CHILD_SUBREAPER: {e}"))?;
     adjust_oom_score();
     // The listener must be close-on-exec from here on: runtime children must not inherit it.
     fcntl(LISTEN_FD, FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))

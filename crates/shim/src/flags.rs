@@ -38,7 +38,9 @@ fn parse_bool(name: &str, v: &str) -> Result<bool, FlagError> {
     match v {
         "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
         "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        _ => Err(FlagError(format!("invalid boolean value {v:?} for -{name}"))),
+        _ => Err(FlagError(format!(
+            "invalid boolean value {v:?} for -{name}"
+        ))),
     }
 }
 
@@ -96,7 +98,11 @@ impl Flags {
                 "publish-binary" => &mut flags.publish_binary,
                 "bundle" => &mut flags.bundle,
                 "socket" => &mut flags.socket,
-                other => return Err(FlagError(format!("flag provided but not defined: -{other}"))),
+                other => {
+                    return Err(FlagError(format!(
+                        "flag provided but not defined: -{other}"
+                    )))
+                }
             };
             *slot = value;
         }

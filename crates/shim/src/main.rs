@@ -27,7 +27,10 @@ fn main() -> ExitCode {
     if flags.version {
         println!("containerd-shim-scribe-v2:");
         println!("  Version:  {}", env!("CARGO_PKG_VERSION"));
-        println!("  Revision: {}", option_env!("SCRIBE_REVISION").unwrap_or("unknown"));
+        println!(
+            "  Revision: {}",
+            option_env!("SCRIBE_REVISION").unwrap_or("unknown")
+        );
         return ExitCode::SUCCESS;
     }
     let result = if flags.info {
@@ -39,7 +42,9 @@ fn main() -> ExitCode {
             "start" => start::run(&flags),
             "delete" => cleanup::run(&flags),
             "" => Err("missing action: start or delete".to_string()),
-            other => Err(format!("unknown action {other:?}: expected start or delete")),
+            other => Err(format!(
+                "unknown action {other:?}: expected start or delete"
+            )),
         }
     };
     match result {

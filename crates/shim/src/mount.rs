@@ -34,7 +34,11 @@ pub fn parse_options(options: &[String]) -> ParsedOptions {
             "ro" => (MsFlags::MS_RDONLY, MsFlags::empty(), MsFlags::empty()),
             "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY, MsFlags::empty()),
             "bind" => (MsFlags::MS_BIND, MsFlags::empty(), MsFlags::empty()),
-            "rbind" => (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty(), MsFlags::empty()),
+            "rbind" => (
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                MsFlags::empty(),
+                MsFlags::empty(),
+            ),
             "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty(), MsFlags::empty()),
             "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID, MsFlags::empty()),
             "nodev" => (MsFlags::MS_NODEV, MsFlags::empty(), MsFlags::empty()),
@@ -53,11 +57,23 @@ pub fn parse_options(options: &[String]) -> ParsedOptions {
             "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME, MsFlags::empty()),
             "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty(), MsFlags::empty()),
             "private" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_PRIVATE),
-            "rprivate" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_PRIVATE | MsFlags::MS_REC),
+            "rprivate" => (
+                MsFlags::empty(),
+                MsFlags::empty(),
+                MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+            ),
             "shared" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_SHARED),
-            "rshared" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_SHARED | MsFlags::MS_REC),
+            "rshared" => (
+                MsFlags::empty(),
+                MsFlags::empty(),
+                MsFlags::MS_SHARED | MsFlags::MS_REC,
+            ),
             "slave" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_SLAVE),
-            "rslave" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_SLAVE | MsFlags::MS_REC),
+            "rslave" => (
+                MsFlags::empty(),
+                MsFlags::empty(),
+                MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            ),
             "unbindable" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_UNBINDABLE),
             "runbindable" => (
                 MsFlags::empty(),
@@ -114,8 +130,14 @@ fn mount_one(m: &MountSpec, target: &Path) -> Result<(), String> {
             .map_err(|e| fail("remounting read-only", e))?;
     }
     if !p.propagation.is_empty() {
-        mount(None::<&str>, target, None::<&str>, p.propagation, None::<&str>)
-            .map_err(|e| fail("setting propagation of", e))?;
+        mount(
+            None::<&str>,
+            target,
+            None::<&str>,
+            p.propagation,
+            None::<&str>,
+        )
+        .map_err(|e| fail("setting propagation of", e))?;
     }
     Ok(())
 }
@@ -155,7 +177,9 @@ mod tests {
     #[test]
     fn flags_and_propagation() {
         let p = parse_options(&opts(&["rbind", "ro", "nosuid", "rprivate"]));
-        assert!(p.flags.contains(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_RDONLY));
+        assert!(p
+            .flags
+            .contains(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_RDONLY));
         assert!(p.flags.contains(MsFlags::MS_NOSUID));
         assert_eq!(p.propagation, MsFlags::MS_PRIVATE | MsFlags::MS_REC);
         assert!(p.data.is_empty());

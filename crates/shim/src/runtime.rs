@@ -90,7 +90,9 @@ impl Runtime {
         cmd.stdin(stdio.stdin)
             .stdout(stdio.stdout)
             .stderr(stdio.stderr);
-        self.run(cmd, &format!("create {id}"), false).await.map(drop)
+        self.run(cmd, &format!("create {id}"), false)
+            .await
+            .map(drop)
     }
 
     /// `start`: runs the user process of a created container.
@@ -188,9 +190,9 @@ impl Runtime {
                 stderr = f.await;
             }
         }
-        let code: ExitCode = exited.await.map_err(|_| {
-            self.error(action, "lost the runtime's exit status".to_string())
-        })?;
+        let code: ExitCode = exited
+            .await
+            .map_err(|_| self.error(action, "lost the runtime's exit status".to_string()))?;
         if code == 0 {
             return Ok(stdout);
         }
@@ -248,7 +250,11 @@ mod tests {
             last_error_since(&log, first.len() as u64).as_deref(),
             Some("exec: \"nope\": executable file not found in $PATH")
         );
-        std::fs::write(&log, format!("{first}{{\"level\":\"info\",\"msg\":\"i\"}}\n")).unwrap();
+        std::fs::write(
+            &log,
+            format!("{first}{{\"level\":\"info\",\"msg\":\"i\"}}\n"),
+        )
+        .unwrap();
         assert_eq!(last_error_since(&log, first.len() as u64), None);
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -121,9 +121,12 @@ impl Service {
             .map_err(|e| status(ttrpc::Code::INVALID_ARGUMENT, e))?
             .unwrap_or_else(|| Settings::defaults(&self.namespace));
         if let Some(any) = req.options.as_ref() {
-            settings
-                .apply_any(any)
-                .map_err(|e| status(ttrpc::Code::INVALID_ARGUMENT, format!("container {}: {e}", req.id)))?;
+            settings.apply_any(any).map_err(|e| {
+                status(
+                    ttrpc::Code::INVALID_ARGUMENT,
+                    format!("container {}: {e}", req.id),
+                )
+            })?;
             settings
                 .save(bundle)
                 .map_err(|e| status(ttrpc::Code::INTERNAL, e))?;
@@ -153,7 +156,10 @@ impl Service {
         if !bundle.is_dir() {
             return Err(status(
                 ttrpc::Code::INVALID_ARGUMENT,
-                format!("container {id}: bundle {} is not a directory", bundle.display()),
+                format!(
+                    "container {id}: bundle {} is not a directory",
+                    bundle.display()
+                ),
             ));
         }
         let runtime = Runtime::new(self.settings_for(&bundle, req)?, &bundle);
@@ -169,7 +175,10 @@ impl Service {
             .collect();
         if !mounts.is_empty() {
             std::fs::create_dir_all(&rootfs).map_err(|e| {
-                status(ttrpc::Code::INTERNAL, format!("creating {}: {e}", rootfs.display()))
+                status(
+                    ttrpc::Code::INTERNAL,
+                    format!("creating {}: {e}", rootfs.display()),
+                )
             })?;
             mount_all(&mounts, &rootfs)
                 .map_err(|e| status(ttrpc::Code::INTERNAL, format!("container {id}: {e}")))?;
@@ -191,7 +200,9 @@ impl Service {
                 ));
             }
         };
-        let to_stdio = |fd: Option<std::os::fd::OwnedFd>| fd.map(Into::into).unwrap_or_else(std::process::Stdio::null);
+        let to_stdio = |fd: Option<std::os::fd::OwnedFd>| {
+            fd.map(Into::into).unwrap_or_else(std::process::Stdio::null)
+        };
         let stdio = ProcessStdio {
             stdin: to_stdio(ends.stdin),
             stdout: to_stdio(ends.stdout),
@@ -210,7 +221,10 @@ impl Service {
             Err(e) => {
                 let _ = runtime.delete(id, true).await;
                 undo_mount();
-                return Err(status(ttrpc::Code::INTERNAL, format!("container {id}: {e}")));
+                return Err(status(
+                    ttrpc::Code::INTERNAL,
+                    format!("container {id}: {e}"),
+                ));
             }
         };
         let exited = Reaper::global().subscribe(pid as i32);
@@ -229,13 +243,18 @@ impl Service {
             relay,
         ));
         self.table().insert(id.to_string(), container.clone());
-        tokio::spawn(watch_exit(container.clone(), exited, self.publisher.clone()));
+        tokio::spawn(watch_exit(
+            container.clone(),
+            exited,
+            self.publisher.clone(),
+        ));
         Ok(container)
     }
 }
 
 fn read_pid(path: &Path) -> std::result::Result<u32, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
     text.trim()
         .parse()
         .map_err(|e| format!("parsing pid in {}: {e}", path.display()))
@@ -275,7 +294,11 @@ async fn watch_exit(
 
 #[async_trait]
 impl Task for Service {
-    async fn create(&self, _: &TtrpcContext, req: api::CreateTaskRequest) -> Result<api::CreateTaskResponse> {
+    async fn create(
+        &self,
+        _: &TtrpcContext,
+        req: api::CreateTaskRequest,
+    ) -> Result<api::CreateTaskResponse> {
         let c = self.create_container(&req).await?;
         let _op = c.op.lock().await;
         self.publisher.publish(
@@ -309,7 +332,11 @@ impl Task for Service {
         if c.status() != Status::Created {
             return Err(status(
                 ttrpc::Code::FAILED_PRECONDITION,
-                format!("container {} cannot be started: it is {:?}", c.id, c.status()),
+                format!(
+                    "container {} cannot be started: it is {:?}",
+                    c.id,
+                    c.status()
+                ),
             ));
         }
         c.runtime
@@ -382,7 +409,11 @@ impl Task for Service {
         })
     }
 
-    async fn delete(&self, _: &TtrpcContext, req: api::DeleteRequest) -> Result<api::DeleteResponse> {
+    async fn delete(
+        &self,
+        _: &TtrpcContext,
+        req: api::DeleteRequest,
+    ) -> Result<api::DeleteResponse> {
         let c = self.get(&req.id, &req.exec_id)?;
         if c.status() == Status::Running {
             return Err(status(
@@ -407,7 +438,10 @@ impl Task for Service {
             Err(_) => {
                 return Err(status(
                     ttrpc::Code::DEADLINE_EXCEEDED,
-                    format!("container {}: init pid {} did not exit after delete", c.id, c.pid),
+                    format!(
+                        "container {}: init pid {} did not exit after delete",
+                        c.id, c.pid
+                    ),
                 ))
             }
         };
@@ -440,7 +474,11 @@ impl Task for Service {
 
     async fn pids(&self, _: &TtrpcContext, req: api::PidsRequest) -> Result<api::PidsResponse> {
         let c = self.get(&req.id, "")?;
-        let pids = c.runtime.ps(&c.id).await.map_err(|e| runtime_error(&c.id, e))?;
+        let pids = c
+            .runtime
+            .ps(&c.id)
+            .await
+            .map_err(|e| runtime_error(&c.id, e))?;
         Ok(api::PidsResponse {
             processes: pids
                 .into_iter()
@@ -453,7 +491,11 @@ impl Task for Service {
         })
     }
 
-    async fn connect(&self, _: &TtrpcContext, req: api::ConnectRequest) -> Result<api::ConnectResponse> {
+    async fn connect(
+        &self,
+        _: &TtrpcContext,
+        req: api::ConnectRequest,
+    ) -> Result<api::ConnectResponse> {
         let task_pid = self.table().get(&req.id).map(|c| c.pid).unwrap_or_default();
         Ok(api::ConnectResponse {
             shim_pid: std::process::id(),

@@ -83,9 +83,24 @@ mod tests {
 
     #[test]
     fn path_is_stable_and_short() {
-        let a = socket_path(Path::new(SOCKET_DIR), "/run/containerd/containerd.sock", "ns", "g");
-        let b = socket_path(Path::new(SOCKET_DIR), "/run/containerd/containerd.sock", "ns", "g");
-        let c = socket_path(Path::new(SOCKET_DIR), "/run/containerd/containerd.sock", "ns", "h");
+        let a = socket_path(
+            Path::new(SOCKET_DIR),
+            "/run/containerd/containerd.sock",
+            "ns",
+            "g",
+        );
+        let b = socket_path(
+            Path::new(SOCKET_DIR),
+            "/run/containerd/containerd.sock",
+            "ns",
+            "g",
+        );
+        let c = socket_path(
+            Path::new(SOCKET_DIR),
+            "/run/containerd/containerd.sock",
+            "ns",
+            "h",
+        );
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert!(a.display().to_string().len() <= MAX_SOCKET_PATH);

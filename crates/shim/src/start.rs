@@ -24,7 +24,10 @@ pub const DAEMON_ENV: &str = "SCRIBE_DAEMON";
 pub const PARENT_PID_ENV: &str = "SCRIBE_CONTAINERD_PID";
 
 /// Annotations that name a shim group, in order of precedence.
-const GROUP_ANNOTATIONS: [&str; 2] = ["io.containerd.runc.v2.group", "io.kubernetes.cri.sandbox-id"];
+const GROUP_ANNOTATIONS: [&str; 2] = [
+    "io.containerd.runc.v2.group",
+    "io.kubernetes.cri.sandbox-id",
+];
 
 /// The bundle directory: `-bundle` when given, else the working directory containerd set.
 pub fn bundle_dir(flags: &Flags) -> Result<PathBuf, String> {
@@ -108,7 +111,10 @@ fn spawn_daemon(flags: &Flags, bundle: &Path, listener: UnixListener) -> Result<
         cmd.arg("-debug");
     }
     cmd.env(DAEMON_ENV, "1")
-        .env(PARENT_PID_ENV, std::os::unix::process::parent_id().to_string())
+        .env(
+            PARENT_PID_ENV,
+            std::os::unix::process::parent_id().to_string(),
+        )
         .current_dir(bundle)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -131,7 +137,8 @@ fn spawn_daemon(flags: &Flags, bundle: &Path, listener: UnixListener) -> Result<
             Ok(())
         });
     }
-    cmd.spawn().map_err(|e| format!("starting shim daemon: {e}"))?;
+    cmd.spawn()
+        .map_err(|e| format!("starting shim daemon: {e}"))?;
     Ok(())
 }
 
@@ -147,6 +154,9 @@ mod tests {
         assert_eq!(group_from_config(cri).as_deref(), Some("sb"));
         assert_eq!(group_from_config(br#"{"annotations":{}}"#), None);
         assert_eq!(group_from_config(b"not json"), None);
-        assert_eq!(group_from_config(br#"{"annotations":{"io.containerd.runc.v2.group":""}}"#), None);
+        assert_eq!(
+            group_from_config(br#"{"annotations":{"io.containerd.runc.v2.group":""}}"#),
+            None
+        );
     }
 }
