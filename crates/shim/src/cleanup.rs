@@ -18,6 +18,18 @@ use crate::options::Settings;
 /// The exit status reported for a container whose shim died: it was killed.
 const KILLED: u32 = 128 + 9;
 
+/// Removes the shim's socket when nobody serves it any more (a group shim that still serves
+/// other containers keeps it).
+fn remove_dead_socket(bundle: &std::path::Path) {
+    let Ok(address) = std::fs::read_to_string(bundle.join("address")) else {
+        return;
+    };
+    let path = address.trim().trim_start_matches("unix://");
+    if !path.is_empty() && std::os::unix::net::UnixStream::connect(path).is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
 /// Runs the `delete` command.
 pub fn run(flags: &Flags) -> Result<(), String> {
     let bundle = crate::start::bundle_dir(flags)?;
@@ -50,6 +62,7 @@ pub fn run(flags: &Flags) -> Result<(), String> {
         Ok(_) => {}
     }
     crate::mount::unmount_all(&bundle.join("rootfs"))?;
+    remove_dead_socket(&bundle);
     let pid = std::fs::read_to_string(bundle.join("init.pid"))
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok())

@@ -75,17 +75,20 @@ impl Settings {
                 self.shim_cgroup = o.shim_cgroup;
                 Ok(())
             }
-            // CRI sends this for every non-runc runtime type; with no TOML in it there is nothing
-            // to apply. Options TOML support is tracked separately and refuses loudly meanwhile.
+            // CRI sends this for every non-runc runtime type (the TOML of the runtime's
+            // `options` table in config_body); ctr sends it with `--runtime-config-path`.
             RUNTIME_OPTIONS_TYPE => {
-                let body = runtime_options_config(&any.value)?;
-                if body.is_empty() {
-                    Ok(())
+                let (path, body) = runtime_options_config(&any.value)?;
+                let toml_text = if !body.is_empty() {
+                    body
+                } else if !path.is_empty() {
+                    std::fs::read_to_string(&path)
+                        .map_err(|e| format!("reading runtime options {path}: {e}"))?
                 } else {
-                    Err(format!(
-                        "{RUNTIME_OPTIONS_TYPE} with a config TOML is not supported yet by this Scribe build"
-                    ))
-                }
+                    return Ok(());
+                };
+                self.apply_toml(&toml_text)
+                    .map_err(|e| if path.is_empty() { e } else { format!("{path}: {e}") })
             }
             other => Err(format!("unknown runtime options type {other:?}")),
         }
@@ -111,13 +114,12 @@ impl Settings {
     }
 }
 
-/// Returns the config path and body fields of a `runtimeoptions.v1.Options` (fields 2 and 3),
-/// concatenated, so callers can tell whether anything was configured.
-fn runtime_options_config(value: &[u8]) -> Result<String, String> {
+/// Returns the config path and body fields of a `runtimeoptions.v1.Options` (fields 2 and 3).
+fn runtime_options_config(value: &[u8]) -> Result<(String, String), String> {
     // runtimeoptions.v1.Options { string type_url = 1; string config_path = 2; string config_body = 3; }
-    // Decoded as an Any-shaped message would lose fields 2 and 3, so read the wire format directly.
+    // Three string fields: reading the wire format directly is simpler than generating code.
     let mut input = containerd_shim_protos::protobuf::CodedInputStream::from_bytes(value);
-    let mut out = String::new();
+    let (mut path, mut body) = (String::new(), String::new());
     while let Some(tag) = input
         .read_raw_tag_or_eof()
         .map_err(|e| format!("decoding {RUNTIME_OPTIONS_TYPE}: {e}"))?
@@ -126,11 +128,58 @@ fn runtime_options_config(value: &[u8]) -> Result<String, String> {
         let s = input
             .read_string()
             .map_err(|e| format!("decoding {RUNTIME_OPTIONS_TYPE} field {field}: {e}"))?;
-        if field == 2 || field == 3 {
-            out.push_str(&s);
+        match field {
+            2 => path = s,
+            3 => body = s,
+            _ => {}
         }
     }
-    Ok(out)
+    Ok((path, body))
+}
+
+/// Scribe's options TOML: the keys of containerd's runc options, as CRI writes them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlOptions {
+    #[serde(rename = "BinaryName")]
+    binary_name: Option<String>,
+    #[serde(rename = "Root")]
+    root: Option<String>,
+    #[serde(rename = "SystemdCgroup")]
+    systemd_cgroup: Option<bool>,
+    #[serde(rename = "NoPivotRoot")]
+    no_pivot_root: Option<bool>,
+    #[serde(rename = "NoNewKeyring")]
+    no_new_keyring: Option<bool>,
+    #[serde(rename = "ShimCgroup")]
+    shim_cgroup: Option<String>,
+}
+
+impl Settings {
+    /// Applies an options TOML; unknown keys and wrong types are errors naming the key.
+    pub fn apply_toml(&mut self, text: &str) -> Result<(), String> {
+        let o: TomlOptions =
+            toml::from_str(text).map_err(|e| format!("invalid runtime options TOML: {e}"))?;
+        if let Some(v) = o.binary_name.filter(|v| !v.is_empty()) {
+            self.binary_name = v;
+        }
+        if let Some(v) = o.root.filter(|v| !v.is_empty()) {
+            self.root = v;
+        }
+        if let Some(v) = o.systemd_cgroup {
+            self.systemd_cgroup = v;
+        }
+        if let Some(v) = o.no_pivot_root {
+            self.no_pivot_root = v;
+        }
+        if let Some(v) = o.no_new_keyring {
+            self.no_new_keyring = v;
+        }
+        if let Some(v) = o.shim_cgroup {
+            self.shim_cgroup = v;
+        }
+        Ok(())
+    }
 }
 
 /// What the `start` command found on its stdin.
@@ -244,6 +293,60 @@ mod tests {
             ..Default::default()
         };
         assert!(Settings::defaults("x").apply_any(&any).is_err());
+    }
+
+    fn runtime_options_any(path: &str, body: &str) -> Any {
+        let mut value = Vec::new();
+        {
+            let mut out = containerd_shim_protos::protobuf::CodedOutputStream::vec(&mut value);
+            out.write_string(1, RUNTIME_OPTIONS_TYPE).unwrap();
+            out.write_string(2, path).unwrap();
+            out.write_string(3, body).unwrap();
+            out.flush().unwrap();
+        }
+        Any {
+            type_url: RUNTIME_OPTIONS_TYPE.into(),
+            value,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn runtime_options_toml_body_and_path() {
+        let mut s = Settings::defaults("k8s.io");
+        s.apply_any(&runtime_options_any("", "BinaryName = \"crun\"\nSystemdCgroup = true\n"))
+            .unwrap();
+        assert_eq!(s.binary_name, "crun");
+        assert!(s.systemd_cgroup);
+
+        let dir = std::env::temp_dir().join(format!("scribe-toml-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("scribe.toml");
+        std::fs::write(&file, "Root = \"/run/other\"\n").unwrap();
+        let mut s = Settings::defaults("k8s.io");
+        s.apply_any(&runtime_options_any(file.to_str().unwrap(), "")).unwrap();
+        assert_eq!(s.root, "/run/other");
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        // Nothing configured: defaults stay.
+        let mut s = Settings::defaults("k8s.io");
+        s.apply_any(&runtime_options_any("", "")).unwrap();
+        assert_eq!(s, Settings::defaults("k8s.io"));
+    }
+
+    #[test]
+    fn bad_toml_is_refused_with_the_reason() {
+        let mut s = Settings::defaults("x");
+        let e = s.apply_toml("BinaryName = ").unwrap_err();
+        assert!(e.contains("invalid runtime options TOML"), "{e}");
+        let e = s.apply_toml("Bogus = 1").unwrap_err();
+        assert!(e.contains("Bogus"), "{e}");
+        let e = s.apply_toml("SystemdCgroup = \"yes\"").unwrap_err();
+        assert!(e.contains("SystemdCgroup") || e.contains("bool"), "{e}");
+        let e = s
+            .apply_any(&runtime_options_any("/nonexistent/scribe.toml", ""))
+            .unwrap_err();
+        assert!(e.contains("/nonexistent/scribe.toml"), "{e}");
     }
 
     #[test]

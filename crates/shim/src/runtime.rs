@@ -3,10 +3,10 @@
 //! Every call passes `--root`, `--log <bundle>/log.json --log-format json`, so that when the
 //! runtime fails the error containerd sees carries the runtime's own message from that log.
 
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use scribe_io::runclog::{Level, RuntimeLogFollower};
 use tokio::io::AsyncReadExt;
 
 use crate::options::Settings;
@@ -141,7 +141,8 @@ impl Runtime {
     }
 
     fn error(&self, action: &str, message: String) -> RuntimeError {
-        let not_found = message.contains("does not exist") || message.contains("not found");
+        // runc and crun both say "container ... does not exist" for an unknown id.
+        let not_found = message.contains("does not exist");
         RuntimeError {
             action: format!("{} {action}", self.settings.binary_name),
             message,
@@ -157,7 +158,8 @@ impl Runtime {
         action: &str,
         capture: bool,
     ) -> Result<Vec<u8>, RuntimeError> {
-        let log_offset = std::fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0);
+        // Only what this invocation appends to the shared log.json explains its failure.
+        let mut log = RuntimeLogFollower::from_end(&self.log).ok();
         if capture {
             cmd.stdin(Stdio::null())
                 .stdout(Stdio::piped())
@@ -172,7 +174,10 @@ impl Runtime {
             } else {
                 format!("spawning {:?}: {e}", self.settings.binary_name)
             };
-            self.error(action, msg)
+            RuntimeError {
+                not_found: false,
+                ..self.error(action, msg)
+            }
         })?;
         // Registered before any await: the reaper cannot take this exit from us.
         let exited = Reaper::global().subscribe(child.id() as i32);
@@ -181,14 +186,23 @@ impl Runtime {
         drop(cmd);
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
         if capture {
+            // Both at once: a runtime that fills one pipe while we wait on the other would hang.
             let out = child.stdout.take().map(read_all);
             let err = child.stderr.take().map(read_all);
-            if let Some(f) = out {
-                stdout = f.await;
-            }
-            if let Some(f) = err {
-                stderr = f.await;
-            }
+            (stdout, stderr) = tokio::join!(
+                async {
+                    match out {
+                        Some(f) => f.await,
+                        None => Vec::new(),
+                    }
+                },
+                async {
+                    match err {
+                        Some(f) => f.await,
+                        None => Vec::new(),
+                    }
+                }
+            );
         }
         let code: ExitCode = exited
             .await
@@ -196,7 +210,16 @@ impl Runtime {
         if code == 0 {
             return Ok(stdout);
         }
-        let message = last_error_since(&self.log, log_offset)
+        let message = log
+            .as_mut()
+            .and_then(|f| f.drain().ok())
+            .and_then(|lines| {
+                lines
+                    .iter()
+                    .rev()
+                    .find(|l| matches!(l.level, Level::Error | Level::Fatal))
+                    .map(|l| l.message_with_error())
+            })
             .or_else(|| {
                 let s = String::from_utf8_lossy(&stderr).trim().to_string();
                 (!s.is_empty()).then_some(s)
@@ -212,50 +235,4 @@ async fn read_all<T: Into<std::os::fd::OwnedFd>>(pipe: T) -> Vec<u8> {
         let _ = rx.read_to_end(&mut buf).await;
     }
     buf
-}
-
-/// The message of the last error-level line the runtime appended to its JSON log after `offset`.
-pub fn last_error_since(log: &Path, offset: u64) -> Option<String> {
-    let mut file = std::fs::File::open(log).ok()?;
-    file.seek(SeekFrom::Start(offset)).ok()?;
-    let mut text = String::new();
-    file.take(1 << 20).read_to_string(&mut text).ok()?;
-    text.lines().rev().find_map(|line| {
-        let v: serde_json::Value = serde_json::from_str(line).ok()?;
-        let level = v.get("level")?.as_str()?;
-        if !matches!(level, "error" | "fatal" | "panic") {
-            return None;
-        }
-        v.get("msg")?.as_str().map(str::to_string)
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn last_error_only_looks_after_offset() {
-        let dir = std::env::temp_dir().join(format!("scribe-rt-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let log = dir.join("log.json");
-        let first = "{\"level\":\"error\",\"msg\":\"old failure\",\"time\":\"t\"}\n";
-        std::fs::write(&log, first).unwrap();
-        assert_eq!(last_error_since(&log, 0).as_deref(), Some("old failure"));
-        let mut all = first.to_string();
-        all.push_str("{\"level\":\"warning\",\"msg\":\"w\"}\nnot json\n");
-        all.push_str("{\"level\":\"error\",\"msg\":\"exec: \\\"nope\\\": executable file not found in $PATH\"}\n");
-        std::fs::write(&log, &all).unwrap();
-        assert_eq!(
-            last_error_since(&log, first.len() as u64).as_deref(),
-            Some("exec: \"nope\": executable file not found in $PATH")
-        );
-        std::fs::write(
-            &log,
-            format!("{first}{{\"level\":\"info\",\"msg\":\"i\"}}\n"),
-        )
-        .unwrap();
-        assert_eq!(last_error_since(&log, first.len() as u64), None);
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 }
