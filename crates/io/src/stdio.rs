@@ -19,6 +19,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::task::JoinHandle;
 
+use crate::framing::LineFramer;
+use crate::jsonfile::JsonFileWriter;
+use crate::stream::Stream;
 use crate::uri::StdioUri;
 
 /// Bytes moved per read; a compromise between syscalls per MiB and resident memory per stream.
@@ -31,6 +34,63 @@ pub struct ContainerEnds {
     pub stdin: Option<OwnedFd>,
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
+}
+
+/// A Docker json-file log fed by both output streams of a process (same bytes as the FIFOs).
+pub struct JsonLog {
+    writer: std::sync::Mutex<JsonFileWriter>,
+    max_line: usize,
+}
+
+impl JsonLog {
+    /// Wraps an opened writer; lines longer than `max_line` are split Docker's way.
+    pub fn new(writer: JsonFileWriter, max_line: usize) -> JsonLog {
+        JsonLog {
+            writer: std::sync::Mutex::new(writer),
+            max_line,
+        }
+    }
+
+    /// What was written and dropped so far.
+    pub fn stats(&self) -> crate::jsonfile::JsonFileStats {
+        self.lock().stats()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, JsonFileWriter> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self, stream: Stream, line: &[u8], name: &str) {
+        let time = std::time::SystemTime::now();
+        match self.lock().write(stream, line, time) {
+            Ok(w) => {
+                if let Some(lost) = w.resumed_after {
+                    log::warn!(
+                        "json-file log for {name} writable again after dropping {} entries ({} bytes)",
+                        lost.entries,
+                        lost.bytes
+                    );
+                }
+                if let Some(e) = w.warning {
+                    log::warn!("json-file log for {name}: {e}");
+                }
+            }
+            // A full disk must not block or kill the container: the entry is dropped and
+            // counted, and the writer retries on the next line.
+            Err(e) if e.is_repeat() => {}
+            Err(e) => {
+                log::error!("json-file log for {name}: {e}; dropping entries until it recovers")
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for JsonLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonLog")
+            .field("max_line", &self.max_line)
+            .finish()
+    }
 }
 
 /// The running copies of one process's stdio.
@@ -133,25 +193,40 @@ impl Relay {
     /// starts copying.
     ///
     /// Must run inside the shim's tokio runtime. On error nothing is left running.
-    pub fn start(stdin: &str, stdout: &str, stderr: &str) -> io::Result<(ContainerEnds, Relay)> {
+    /// With `json`, both output streams also go, line-framed, into that json-file log (and are
+    /// captured even when containerd named no destination for them).
+    pub fn start(
+        stdin: &str,
+        stdout: &str,
+        stderr: &str,
+        json: Option<std::sync::Arc<JsonLog>>,
+    ) -> io::Result<(ContainerEnds, Relay)> {
         let mut ends = ContainerEnds::default();
         let mut relay = Relay::default();
-        for (spec, is_err) in [(stdout, false), (stderr, true)] {
-            let Some(sink) = Sink::for_uri(spec)? else {
+        for (spec, stream) in [(stdout, Stream::Stdout), (stderr, Stream::Stderr)] {
+            let sink = Sink::for_uri(spec)?;
+            if sink.is_none() && json.is_none() {
                 continue;
-            };
+            }
             let path = Path::new(spec);
             let (r, w) = new_pipe()?;
             let rx =
                 pipe::Receiver::from_owned_fd(r).map_err(|e| ctx(e, "watching pipe for", path))?;
-            if is_err {
-                ends.stderr = Some(w);
-            } else {
-                ends.stdout = Some(w);
+            match stream {
+                Stream::Stdout => ends.stdout = Some(w),
+                Stream::Stderr => ends.stderr = Some(w),
             }
-            relay
-                .outputs
-                .push(tokio::spawn(copy_out(rx, sink, path.display().to_string())));
+            let out = Output {
+                sink,
+                json: json.clone().map(|log| (LineFramer::new(log.max_line), log)),
+                stream,
+                name: if spec.is_empty() {
+                    format!("{stream:?}")
+                } else {
+                    spec.to_string()
+                },
+            };
+            relay.outputs.push(tokio::spawn(copy_out(rx, out)));
         }
         if !stdin.is_empty() {
             let path = Path::new(stdin);
@@ -198,26 +273,53 @@ impl Drop for Relay {
     }
 }
 
-async fn copy_out(mut rx: pipe::Receiver, mut sink: Sink, name: String) {
-    let mut buf = vec![0u8; RELAY_BUF];
-    loop {
-        let n = match rx.read(&mut buf).await {
-            Ok(0) => return,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                log::error!("reading container output for {name}: {e}");
-                return;
+/// One output stream's destinations.
+struct Output {
+    sink: Option<Sink>,
+    json: Option<(LineFramer, std::sync::Arc<JsonLog>)>,
+    stream: Stream,
+    name: String,
+}
+
+impl Output {
+    async fn deliver(&mut self, chunk: &[u8]) {
+        if let Some((framer, log)) = &mut self.json {
+            let (stream, name) = (self.stream, &self.name);
+            framer.push(chunk, |m| log.write(stream, m.bytes, name));
+        }
+        if let Some(sink) = &mut self.sink {
+            if let Err(e) = sink.write_all(chunk).await {
+                // The destination is gone for good; the other destinations keep getting the
+                // bytes, and the pipe keeps draining so the container is not blocked forever.
+                log::error!("writing container output to {}: {e}", self.name);
+                self.sink = None;
             }
-        };
-        if let Err(e) = sink.write_all(&buf[..n]).await {
-            // The destination is gone for good; keep draining the pipe so the container is not
-            // blocked forever on a sink nobody can read.
-            log::error!("writing container output to {name}: {e}");
-            while matches!(rx.read(&mut buf).await, Ok(n) if n > 0) {}
-            return;
         }
     }
+
+    fn finish(&mut self) {
+        if let Some((framer, log)) = &mut self.json {
+            let (stream, name) = (self.stream, &self.name);
+            framer.finish(|m| log.write(stream, m.bytes, name));
+        }
+    }
+}
+
+async fn copy_out(mut rx: pipe::Receiver, mut out: Output) {
+    let mut buf = vec![0u8; RELAY_BUF];
+    loop {
+        match rx.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => out.deliver(&buf[..n]).await,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                log::error!("reading container output for {}: {e}", out.name);
+                break;
+            }
+        }
+    }
+    // A last line without a newline is still written.
+    out.finish();
 }
 
 async fn copy_in(mut src: pipe::Receiver, mut tx: pipe::Sender) {
@@ -264,7 +366,7 @@ mod tests {
                 .open(&fifo)
                 .unwrap();
             let (ends, mut relay) =
-                Relay::start("", fifo.to_str().unwrap(), file.to_str().unwrap()).unwrap();
+                Relay::start("", fifo.to_str().unwrap(), file.to_str().unwrap(), None).unwrap();
             assert!(ends.stdin.is_none());
             let mut out = File::from(ends.stdout.unwrap());
             let mut err = File::from(ends.stderr.unwrap());

@@ -4,12 +4,13 @@
 //! reaped, its output drained, TaskExit published) -> deleted (removed from the service).
 
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use scribe_io::stdio::Relay;
 use tokio::sync::watch;
 
+use crate::records::Recorder;
 use crate::runtime::Runtime;
 
 /// Where a container's init is in its lifecycle.
@@ -38,9 +39,26 @@ pub struct StdioPaths {
 }
 
 #[derive(Debug)]
-struct Lifecycle {
+struct State {
     status: Status,
     exit: Option<Exit>,
+}
+
+/// What the container's lifecycle records carry.
+pub struct Lifecycle {
+    pub recorder: Arc<Recorder>,
+    pub image: Option<String>,
+    pub command: Option<Vec<String>>,
+}
+
+/// What the runtime's `create` produced.
+pub struct Created {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub runtime: Runtime,
+    pub stdio: StdioPaths,
+    pub pid: u32,
+    pub rootfs_mounted: bool,
 }
 
 /// One container and its init process.
@@ -52,7 +70,9 @@ pub struct Container {
     pub pid: u32,
     /// Whether the shim mounted `<bundle>/rootfs` (and so must unmount it).
     pub rootfs_mounted: bool,
-    lifecycle: Mutex<Lifecycle>,
+    state: Mutex<State>,
+    /// Where lifecycle records go, and what they say about the container.
+    pub life: Lifecycle,
     exited: watch::Sender<Option<Exit>>,
     /// Serializes operations that publish events, so TaskStart always precedes TaskExit.
     pub op: tokio::sync::Mutex<()>,
@@ -62,15 +82,15 @@ pub struct Container {
 
 impl Container {
     /// A container whose init the runtime just created.
-    pub fn new(
-        id: String,
-        bundle: PathBuf,
-        runtime: Runtime,
-        stdio: StdioPaths,
-        pid: u32,
-        rootfs_mounted: bool,
-        relay: Relay,
-    ) -> Container {
+    pub fn new(created: Created, relay: Relay, life: Lifecycle) -> Container {
+        let Created {
+            id,
+            bundle,
+            runtime,
+            stdio,
+            pid,
+            rootfs_mounted,
+        } = created;
         Container {
             id,
             bundle,
@@ -78,18 +98,19 @@ impl Container {
             stdio,
             pid,
             rootfs_mounted,
-            lifecycle: Mutex::new(Lifecycle {
+            state: Mutex::new(State {
                 status: Status::Created,
                 exit: None,
             }),
+            life,
             exited: watch::channel(None).0,
             op: tokio::sync::Mutex::new(()),
             relay: tokio::sync::Mutex::new(relay),
         }
     }
 
-    fn lifecycle(&self) -> std::sync::MutexGuard<'_, Lifecycle> {
-        self.lifecycle.lock().unwrap_or_else(|p| p.into_inner())
+    fn lifecycle(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The current status.

@@ -6,6 +6,7 @@
 //! The chosen settings are saved in the bundle as `options.json`, so that the daemon and the
 //! `delete` command (which runs after the daemon died) use the same runtime binary and root.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use containerd_shim_protos::bootstrap_api::BootstrapParams;
@@ -38,6 +39,29 @@ pub struct Settings {
     /// cgroup the shim moves itself into.
     #[serde(default)]
     pub shim_cgroup: String,
+    /// Where Scribe's records go: `<log_root>/<namespace>/<id>/`.
+    #[serde(default = "default_log_root")]
+    pub log_root: String,
+    /// Write lifecycle records to `container.log`.
+    #[serde(default = "default_true")]
+    pub container_log: bool,
+    /// Built-in log driver for container output: empty/`none`, or `json-file`.
+    #[serde(default)]
+    pub log_driver: String,
+    /// Options of the log driver (Docker's names: max-size, max-file, compress, tag).
+    #[serde(default)]
+    pub log_opts: BTreeMap<String, String>,
+}
+
+/// Default root of Scribe's records and logs.
+pub const DEFAULT_LOG_ROOT: &str = "/var/log/scribe";
+
+fn default_log_root() -> String {
+    DEFAULT_LOG_ROOT.to_string()
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl Settings {
@@ -50,6 +74,10 @@ impl Settings {
             no_pivot_root: false,
             no_new_keyring: false,
             shim_cgroup: String::new(),
+            log_root: default_log_root(),
+            container_log: true,
+            log_driver: String::new(),
+            log_opts: BTreeMap::new(),
         }
     }
 
@@ -87,8 +115,13 @@ impl Settings {
                 } else {
                     return Ok(());
                 };
-                self.apply_toml(&toml_text)
-                    .map_err(|e| if path.is_empty() { e } else { format!("{path}: {e}") })
+                self.apply_toml(&toml_text).map_err(|e| {
+                    if path.is_empty() {
+                        e
+                    } else {
+                        format!("{path}: {e}")
+                    }
+                })
             }
             other => Err(format!("unknown runtime options type {other:?}")),
         }
@@ -153,6 +186,14 @@ struct TomlOptions {
     no_new_keyring: Option<bool>,
     #[serde(rename = "ShimCgroup")]
     shim_cgroup: Option<String>,
+    #[serde(rename = "LogRoot")]
+    log_root: Option<String>,
+    #[serde(rename = "ContainerLog")]
+    container_log: Option<bool>,
+    #[serde(rename = "LogDriver")]
+    log_driver: Option<String>,
+    #[serde(rename = "LogOpts")]
+    log_opts: Option<BTreeMap<String, String>>,
 }
 
 impl Settings {
@@ -177,6 +218,21 @@ impl Settings {
         }
         if let Some(v) = o.shim_cgroup {
             self.shim_cgroup = v;
+        }
+        if let Some(v) = o.log_root.filter(|v| !v.is_empty()) {
+            if !v.starts_with('/') {
+                return Err(format!("LogRoot must be an absolute path, got {v:?}"));
+            }
+            self.log_root = v;
+        }
+        if let Some(v) = o.container_log {
+            self.container_log = v;
+        }
+        if let Some(v) = o.log_driver {
+            self.log_driver = v;
+        }
+        if let Some(v) = o.log_opts {
+            self.log_opts = v;
         }
         Ok(())
     }
@@ -314,8 +370,11 @@ mod tests {
     #[test]
     fn runtime_options_toml_body_and_path() {
         let mut s = Settings::defaults("k8s.io");
-        s.apply_any(&runtime_options_any("", "BinaryName = \"crun\"\nSystemdCgroup = true\n"))
-            .unwrap();
+        s.apply_any(&runtime_options_any(
+            "",
+            "BinaryName = \"crun\"\nSystemdCgroup = true\n",
+        ))
+        .unwrap();
         assert_eq!(s.binary_name, "crun");
         assert!(s.systemd_cgroup);
 
@@ -324,7 +383,8 @@ mod tests {
         let file = dir.join("scribe.toml");
         std::fs::write(&file, "Root = \"/run/other\"\n").unwrap();
         let mut s = Settings::defaults("k8s.io");
-        s.apply_any(&runtime_options_any(file.to_str().unwrap(), "")).unwrap();
+        s.apply_any(&runtime_options_any(file.to_str().unwrap(), ""))
+            .unwrap();
         assert_eq!(s.root, "/run/other");
         std::fs::remove_dir_all(&dir).unwrap();
 

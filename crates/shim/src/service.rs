@@ -17,14 +17,18 @@ use containerd_shim_protos::protobuf::MessageField;
 use containerd_shim_protos::shim_async::Task;
 use containerd_shim_protos::topics;
 use containerd_shim_protos::ttrpc::{self, r#async::TtrpcContext};
-use scribe_events::Publisher;
-use scribe_io::stdio::Relay;
+use scribe_events::{ContainerEvent, ContainerRecord, Publisher};
+use scribe_io::jsonfile::{JsonFileWriter, TagInfo};
+use scribe_io::stdio::{JsonLog, Relay};
+use scribe_io::DEFAULT_MAX_LINE;
 use tokio::sync::Notify;
 
-use crate::container::{Container, Exit, Status, StdioPaths};
+use crate::container::{Container, Created, Exit, Lifecycle, Status, StdioPaths};
+use crate::logconfig::{self, SpecInfo};
 use crate::mount::{mount_all, unmount_all, MountSpec};
 use crate::options::Settings;
 use crate::reaper::Reaper;
+use crate::records::Recorder;
 use crate::runtime::{ProcessStdio, Runtime, RuntimeError};
 
 /// How long a process's output may keep flowing after it exited before TaskExit is published
@@ -134,9 +138,73 @@ impl Service {
         Ok(settings)
     }
 
-    async fn create_container(&self, req: &api::CreateTaskRequest) -> Result<Arc<Container>> {
+    /// Everything Create needs before the runtime runs; failures here leave nothing behind.
+    fn prepare(&self, req: &api::CreateTaskRequest) -> Result<Prepared> {
         let id = req.id.as_str();
         validate_id(id).map_err(|e| status(ttrpc::Code::INVALID_ARGUMENT, e))?;
+        let bundle = PathBuf::from(&req.bundle);
+        if !bundle.is_dir() {
+            return Err(status(
+                ttrpc::Code::INVALID_ARGUMENT,
+                format!(
+                    "container {id}: bundle {} is not a directory",
+                    bundle.display()
+                ),
+            ));
+        }
+        let settings = self.settings_for(&bundle, req)?;
+        let spec = SpecInfo::read(&bundle);
+        let logs = logconfig::resolve(&settings, &spec).map_err(|e| {
+            status(
+                ttrpc::Code::INVALID_ARGUMENT,
+                format!("container {id}: {e}"),
+            )
+        })?;
+        let recorder = Arc::new(Recorder::open(
+            logs.container_log,
+            &logs.root,
+            &self.namespace,
+            id,
+        ));
+        Ok(Prepared {
+            bundle,
+            settings,
+            spec,
+            logs,
+            recorder,
+        })
+    }
+
+    fn open_json_log(&self, id: &str, p: &Prepared) -> Result<Option<Arc<JsonLog>>> {
+        let Some(opts) = &p.logs.json_file else {
+            return Ok(None);
+        };
+        let fail = |e: String| {
+            status(
+                ttrpc::Code::INVALID_ARGUMENT,
+                format!("container {id}: {e}"),
+            )
+        };
+        let dir = scribe_events::container_log_dir(&p.logs.root, &self.namespace, id)
+            .map_err(|e| fail(e.to_string()))?;
+        let info = TagInfo {
+            container_id: id.to_string(),
+            container_name: id.to_string(),
+            image_name: p.spec.image().unwrap_or_default(),
+            image_id: String::new(),
+            daemon_name: "scribe".to_string(),
+        };
+        let writer = JsonFileWriter::open(dir.join(format!("{id}-json.log")), opts, &info)
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(Some(Arc::new(JsonLog::new(writer, DEFAULT_MAX_LINE))))
+    }
+
+    async fn create_container(
+        &self,
+        req: &api::CreateTaskRequest,
+        p: &Prepared,
+    ) -> Result<Arc<Container>> {
+        let id = req.id.as_str();
         if req.terminal {
             return Err(status(
                 ttrpc::Code::UNIMPLEMENTED,
@@ -152,17 +220,9 @@ impl Service {
                 format!("container {id} already exists in this shim"),
             ));
         }
-        let bundle = PathBuf::from(&req.bundle);
-        if !bundle.is_dir() {
-            return Err(status(
-                ttrpc::Code::INVALID_ARGUMENT,
-                format!(
-                    "container {id}: bundle {} is not a directory",
-                    bundle.display()
-                ),
-            ));
-        }
-        let runtime = Runtime::new(self.settings_for(&bundle, req)?, &bundle);
+        let bundle = p.bundle.clone();
+        let runtime = Runtime::new(p.settings.clone(), &bundle);
+        let json = self.open_json_log(id, p)?;
         let rootfs = bundle.join("rootfs");
         let mounts: Vec<MountSpec> = req
             .rootfs
@@ -190,7 +250,7 @@ impl Service {
                 }
             }
         };
-        let (ends, relay) = match Relay::start(&req.stdin, &req.stdout, &req.stderr) {
+        let (ends, relay) = match Relay::start(&req.stdin, &req.stdout, &req.stderr, json) {
             Ok(v) => v,
             Err(e) => {
                 undo_mount();
@@ -229,18 +289,25 @@ impl Service {
         };
         let exited = Reaper::global().subscribe(pid as i32);
         let container = Arc::new(Container::new(
-            id.to_string(),
-            bundle,
-            runtime,
-            StdioPaths {
-                stdin: req.stdin.clone(),
-                stdout: req.stdout.clone(),
-                stderr: req.stderr.clone(),
-                terminal: req.terminal,
+            Created {
+                id: id.to_string(),
+                bundle,
+                runtime,
+                stdio: StdioPaths {
+                    stdin: req.stdin.clone(),
+                    stdout: req.stdout.clone(),
+                    stderr: req.stderr.clone(),
+                    terminal: req.terminal,
+                },
+                pid,
+                rootfs_mounted: !mounts.is_empty(),
             },
-            pid,
-            !mounts.is_empty(),
             relay,
+            Lifecycle {
+                recorder: p.recorder.clone(),
+                image: p.spec.image(),
+                command: p.spec.args.clone(),
+            },
         ));
         self.table().insert(id.to_string(), container.clone());
         tokio::spawn(watch_exit(
@@ -249,6 +316,23 @@ impl Service {
             self.publisher.clone(),
         ));
         Ok(container)
+    }
+}
+
+/// What Create found out before asking the runtime.
+struct Prepared {
+    bundle: PathBuf,
+    settings: Settings,
+    spec: SpecInfo,
+    logs: logconfig::LogConfig,
+    recorder: Arc<Recorder>,
+}
+
+/// The message of a ttrpc error, for records.
+fn error_text(e: &ttrpc::Error) -> String {
+    match e {
+        ttrpc::Error::RpcStatus(s) => s.message.clone(),
+        other => other.to_string(),
     }
 }
 
@@ -289,6 +373,9 @@ async fn watch_exit(
             ..Default::default()
         },
     );
+    c.life
+        .recorder
+        .record(ContainerRecord::exit(&c.id, None, c.pid, code as i32, at));
     c.set_exited(Exit { code, at });
 }
 
@@ -299,7 +386,21 @@ impl Task for Service {
         _: &TtrpcContext,
         req: api::CreateTaskRequest,
     ) -> Result<api::CreateTaskResponse> {
-        let c = self.create_container(&req).await?;
+        let prepared = self.prepare(&req)?;
+        let c = match self.create_container(&req, &prepared).await {
+            Ok(c) => c,
+            Err(e) => {
+                prepared.recorder.record(ContainerRecord::failed(
+                    ContainerEvent::Create,
+                    &req.id,
+                    error_text(&e),
+                ));
+                return Err(e);
+            }
+        };
+        c.life
+            .recorder
+            .record(ContainerRecord::create(&c.id, c.pid));
         let _op = c.op.lock().await;
         self.publisher.publish(
             topics::TASK_CREATE_EVENT_TOPIC,
@@ -339,11 +440,22 @@ impl Task for Service {
                 ),
             ));
         }
-        c.runtime
-            .start(&c.id)
-            .await
-            .map_err(|e| runtime_error(&c.id, e))?;
+        if let Err(e) = c.runtime.start(&c.id).await {
+            let e = runtime_error(&c.id, e);
+            c.life.recorder.record(ContainerRecord::failed(
+                ContainerEvent::Start,
+                &c.id,
+                error_text(&e),
+            ));
+            return Err(e);
+        }
         c.set_running();
+        c.life.recorder.record(ContainerRecord::start(
+            &c.id,
+            c.pid,
+            c.life.image.clone(),
+            c.life.command.clone(),
+        ));
         self.publisher.publish(
             topics::TASK_START_EVENT_TOPIC,
             &ev::TaskStart {
@@ -463,6 +575,11 @@ impl Task for Service {
                 ..Default::default()
             },
         );
+        c.life.recorder.record(ContainerRecord::delete(
+            &c.id,
+            Some(c.pid),
+            Some(exit.code as i32),
+        ));
         log::info!("container {}: deleted", c.id);
         Ok(api::DeleteResponse {
             pid: c.pid,

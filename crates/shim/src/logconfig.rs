@@ -1,0 +1,187 @@
+//! Which records and logs a container gets, and where: runtime settings, overridden per
+//! container by OCI annotations.
+//!
+//! Annotations: `io.scribe.log.driver` (`json-file` or `none`), `io.scribe.log.max-size`,
+//! `io.scribe.log.max-file`, `io.scribe.log.compress`, `io.scribe.log.tag` (Docker's json-file
+//! options), `io.scribe.container-log` (`true`/`false`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use scribe_io::jsonfile::JsonFileOptions;
+
+use crate::options::Settings;
+
+const DRIVER_ANNOTATION: &str = "io.scribe.log.driver";
+const OPT_PREFIX: &str = "io.scribe.log.";
+const CONTAINER_LOG_ANNOTATION: &str = "io.scribe.container-log";
+/// Annotations that carry the image reference (CRI, and containerd's own when set).
+const IMAGE_ANNOTATIONS: [&str; 2] = ["io.kubernetes.cri.image-name", "io.containerd.image.name"];
+
+/// What a container's config.json says that Scribe uses.
+#[derive(Debug, Default, Clone)]
+pub struct SpecInfo {
+    pub annotations: BTreeMap<String, String>,
+    pub args: Option<Vec<String>>,
+}
+
+impl SpecInfo {
+    /// Reads what it can of `<bundle>/config.json`; a missing or malformed file yields nothing
+    /// here (the runtime reports it properly).
+    pub fn read(bundle: &std::path::Path) -> SpecInfo {
+        let Ok(data) = std::fs::read(bundle.join("config.json")) else {
+            return SpecInfo::default();
+        };
+        let Ok(spec) = serde_json::from_slice::<serde_json::Value>(&data) else {
+            return SpecInfo::default();
+        };
+        let annotations = spec
+            .get("annotations")
+            .and_then(|a| a.as_object())
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let args = spec
+            .pointer("/process/args")
+            .and_then(|a| a.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            });
+        SpecInfo { annotations, args }
+    }
+
+    /// The image reference, when an annotation carries it.
+    pub fn image(&self) -> Option<String> {
+        IMAGE_ANNOTATIONS
+            .iter()
+            .find_map(|k| self.annotations.get(*k).filter(|v| !v.is_empty()).cloned())
+    }
+}
+
+/// The resolved log configuration of one container.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub root: PathBuf,
+    pub container_log: bool,
+    /// `Some` when the json-file driver is on.
+    pub json_file: Option<JsonFileOptions>,
+}
+
+/// Combines runtime settings and the container's annotations; bad values are errors naming them.
+pub fn resolve(settings: &Settings, spec: &SpecInfo) -> Result<LogConfig, String> {
+    let a = &spec.annotations;
+    let driver = a
+        .get(DRIVER_ANNOTATION)
+        .cloned()
+        .unwrap_or_else(|| settings.log_driver.clone());
+    let mut opts: BTreeMap<String, String> = settings.log_opts.clone();
+    for (k, v) in a {
+        if let Some(name) = k.strip_prefix(OPT_PREFIX) {
+            if name != "driver" {
+                opts.insert(name.to_string(), v.clone());
+            }
+        }
+    }
+    let json_file = match driver.as_str() {
+        "" | "none" => None,
+        "json-file" => Some(
+            JsonFileOptions::from_pairs(opts.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .map_err(|e| format!("json-file log options: {e}"))?,
+        ),
+        other => {
+            return Err(format!(
+                "unknown log driver {other:?} (from {DRIVER_ANNOTATION} or LogDriver): expected json-file or none"
+            ))
+        }
+    };
+    let container_log = match a.get(CONTAINER_LOG_ANNOTATION).map(String::as_str) {
+        None => settings.container_log,
+        Some("true") => true,
+        Some("false") => false,
+        Some(v) => {
+            return Err(format!(
+                "{CONTAINER_LOG_ANNOTATION}={v:?}: expected true or false"
+            ))
+        }
+    };
+    Ok(LogConfig {
+        root: PathBuf::from(&settings.log_root),
+        container_log,
+        json_file,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(pairs: &[(&str, &str)]) -> SpecInfo {
+        SpecInfo {
+            annotations: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            args: None,
+        }
+    }
+
+    #[test]
+    fn defaults_record_lifecycle_without_json_file() {
+        let c = resolve(&Settings::defaults("ns"), &SpecInfo::default()).unwrap();
+        assert!(c.container_log);
+        assert!(c.json_file.is_none());
+        assert_eq!(c.root, PathBuf::from(crate::options::DEFAULT_LOG_ROOT));
+    }
+
+    #[test]
+    fn annotations_override_settings() {
+        let mut s = Settings::defaults("ns");
+        s.log_driver = "json-file".into();
+        s.log_opts.insert("max-file".into(), "3".into());
+        s.log_opts.insert("max-size".into(), "1m".into());
+        let c = resolve(&s, &spec(&[("io.scribe.log.max-size", "2k")])).unwrap();
+        let j = c.json_file.unwrap();
+        assert_eq!(j.max_size, Some(2000));
+        assert_eq!(j.max_file, 3);
+        let c = resolve(
+            &s,
+            &spec(&[
+                ("io.scribe.log.driver", "none"),
+                ("io.scribe.container-log", "false"),
+            ]),
+        )
+        .unwrap();
+        assert!(c.json_file.is_none());
+        assert!(!c.container_log);
+    }
+
+    #[test]
+    fn bad_values_name_the_problem() {
+        let s = Settings::defaults("ns");
+        let e = resolve(&s, &spec(&[("io.scribe.log.driver", "syslog")])).unwrap_err();
+        assert!(e.contains("syslog"), "{e}");
+        let e = resolve(
+            &s,
+            &spec(&[
+                ("io.scribe.log.driver", "json-file"),
+                ("io.scribe.log.max-size", "lots"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(e.contains("max-size"), "{e}");
+        let e = resolve(&s, &spec(&[("io.scribe.container-log", "yes")])).unwrap_err();
+        assert!(e.contains("io.scribe.container-log"), "{e}");
+    }
+
+    #[test]
+    fn image_from_cri_annotation() {
+        let s = spec(&[("io.kubernetes.cri.image-name", "busybox:1")]);
+        assert_eq!(s.image().as_deref(), Some("busybox:1"));
+        assert_eq!(SpecInfo::default().image(), None);
+    }
+}
