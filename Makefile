@@ -34,11 +34,7 @@ fetch-containerd:
 
 # The e2e suite runs once per containerd version; 1.6 is the system's (Debian bookworm).
 e2e: build fetch-containerd
-	@set -e; for v in $(E2E_VERSIONS); do \
-	  if [ "$$v" = 1.6 ]; then dir=/usr/bin; else dir=$(CURDIR)/.cache/containerd/$$v/usr/bin; fi; \
-	  echo "=== e2e against containerd $$v ($$dir)"; \
-	  SCRIBE_CONTAINERD_DIR=$$dir $(CARGO) test --release -p scribe-e2e -- --test-threads=$(E2E_THREADS); \
-	done
+	test/run-e2e.sh $(E2E_VERSIONS) -- --test-threads=$(E2E_THREADS)
 
 test: deps check unit e2e
 

@@ -1,48 +1,14 @@
-//! A container served by this shim: its init process, its stdio relay, and its exit.
-//!
-//! Lifecycle: created (runtime `create` done) -> running (`start`) -> stopped (the init was
-//! reaped, its output drained, TaskExit published) -> deleted (removed from the service).
+//! A container served by this shim: its init process, its exec processes, its records.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
-use scribe_io::stdio::Relay;
 use tokio::sync::watch;
 
+use crate::process::Process;
 use crate::records::Recorder;
 use crate::runtime::Runtime;
-
-/// Where a container's init is in its lifecycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Created,
-    Running,
-    Stopped,
-}
-
-/// How and when a process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Exit {
-    /// Exit code, or 128 + signal.
-    pub code: u32,
-    pub at: SystemTime,
-}
-
-/// The stdio paths containerd asked for, echoed back in State.
-#[derive(Debug, Clone, Default)]
-pub struct StdioPaths {
-    pub stdin: String,
-    pub stdout: String,
-    pub stderr: String,
-    pub terminal: bool,
-}
-
-#[derive(Debug)]
-struct State {
-    status: Status,
-    exit: Option<Exit>,
-}
 
 /// What the container's lifecycle records carry.
 pub struct Lifecycle {
@@ -51,107 +17,90 @@ pub struct Lifecycle {
     pub command: Option<Vec<String>>,
 }
 
-/// What the runtime's `create` produced.
-pub struct Created {
-    pub id: String,
-    pub bundle: PathBuf,
-    pub runtime: Runtime,
-    pub stdio: StdioPaths,
-    pub pid: u32,
-    pub rootfs_mounted: bool,
-}
-
-/// One container and its init process.
+/// One container.
 pub struct Container {
     pub id: String,
     pub bundle: PathBuf,
     pub runtime: Runtime,
-    pub stdio: StdioPaths,
-    pub pid: u32,
     /// Whether the shim mounted `<bundle>/rootfs` (and so must unmount it).
     pub rootfs_mounted: bool,
-    state: Mutex<State>,
+    pub init: Arc<Process>,
     /// Where lifecycle records go, and what they say about the container.
     pub life: Lifecycle,
-    exited: watch::Sender<Option<Exit>>,
-    /// Serializes operations that publish events, so TaskStart always precedes TaskExit.
-    pub op: tokio::sync::Mutex<()>,
-    /// The init's stdio copies.
-    pub relay: tokio::sync::Mutex<Relay>,
+    execs: Mutex<HashMap<String, Arc<Process>>>,
+    /// Number of exec processes started and not yet reported exited; the init's exit waits for
+    /// zero so that every exec's TaskExit precedes the init's.
+    running_execs: watch::Sender<usize>,
 }
 
 impl Container {
     /// A container whose init the runtime just created.
-    pub fn new(created: Created, relay: Relay, life: Lifecycle) -> Container {
-        let Created {
-            id,
-            bundle,
-            runtime,
-            stdio,
-            pid,
-            rootfs_mounted,
-        } = created;
+    pub fn new(
+        id: String,
+        bundle: PathBuf,
+        runtime: Runtime,
+        rootfs_mounted: bool,
+        init: Arc<Process>,
+        life: Lifecycle,
+    ) -> Container {
         Container {
             id,
             bundle,
             runtime,
-            stdio,
-            pid,
             rootfs_mounted,
-            state: Mutex::new(State {
-                status: Status::Created,
-                exit: None,
-            }),
+            init,
             life,
-            exited: watch::channel(None).0,
-            op: tokio::sync::Mutex::new(()),
-            relay: tokio::sync::Mutex::new(relay),
+            execs: Mutex::new(HashMap::new()),
+            running_execs: watch::channel(0).0,
         }
     }
 
-    fn lifecycle(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn execs(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Process>>> {
+        self.execs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The current status.
-    pub fn status(&self) -> Status {
-        self.lifecycle().status
-    }
-
-    /// The exit, once the init was reaped.
-    pub fn exit(&self) -> Option<Exit> {
-        self.lifecycle().exit
-    }
-
-    /// Marks the init as running (after a successful `start`), unless it already exited.
-    pub fn set_running(&self) {
-        let mut l = self.lifecycle();
-        if l.status == Status::Created {
-            l.status = Status::Running;
+    /// The init (empty id) or an exec process.
+    pub fn process(&self, exec_id: &str) -> Option<Arc<Process>> {
+        if exec_id.is_empty() {
+            Some(self.init.clone())
+        } else {
+            self.execs().get(exec_id).cloned()
         }
     }
 
-    /// Records the init's exit and wakes every waiter.
-    pub fn set_exited(&self, exit: Exit) {
-        {
-            let mut l = self.lifecycle();
-            l.status = Status::Stopped;
-            l.exit = Some(exit);
+    /// Registers an exec; false when the id is taken.
+    pub fn add_exec(&self, p: Arc<Process>) -> bool {
+        let mut execs = self.execs();
+        if execs.contains_key(&p.exec_id) {
+            return false;
         }
-        self.exited.send_replace(Some(exit));
+        execs.insert(p.exec_id.clone(), p);
+        true
     }
 
-    /// Waits for the init's exit.
-    pub async fn wait(&self) -> Exit {
-        let mut rx = self.exited.subscribe();
-        loop {
-            if let Some(exit) = *rx.borrow_and_update() {
-                return exit;
-            }
-            if rx.changed().await.is_err() {
-                // The sender lives as long as self; this cannot happen while we borrow self.
-                continue;
-            }
-        }
+    /// Forgets an exec (Delete of that exec).
+    pub fn remove_exec(&self, exec_id: &str) {
+        self.execs().remove(exec_id);
+    }
+
+    /// Every exec, for Pids and for killing leftovers.
+    pub fn exec_list(&self) -> Vec<Arc<Process>> {
+        self.execs().values().cloned().collect()
+    }
+
+    /// An exec was started: the init's exit will wait for its exit to be published.
+    pub fn exec_started(&self) {
+        self.running_execs.send_modify(|n| *n += 1);
+    }
+
+    /// An exec's exit was published.
+    pub fn exec_exited(&self) {
+        self.running_execs.send_modify(|n| *n = n.saturating_sub(1));
+    }
+
+    /// Waits until every started exec has had its exit published.
+    pub async fn execs_done(&self) {
+        let mut rx = self.running_execs.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
     }
 }

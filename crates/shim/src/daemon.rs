@@ -106,6 +106,8 @@ async fn serve(flags: &Flags) -> Result<(), String> {
         .into_values()
         .map(|svc| (TASK_V2_SERVICE.to_string(), svc))
         .collect();
+    // Known before the server owns (and eventually closes) the fd: removed at shutdown.
+    let socket_path = socket_path_of_self();
     // SAFETY: fd 3 is the listening socket `start` handed us, owned by nobody else.
     let mut server = unsafe { Server::new().add_unix_listener(LISTEN_FD) }
         .map_err(|e| format!("using the shim socket: {e}"))?
@@ -123,8 +125,10 @@ async fn serve(flags: &Flags) -> Result<(), String> {
     // Let the Shutdown reply reach containerd before the socket goes away.
     tokio::time::sleep(Duration::from_millis(20)).await;
     let _ = server.shutdown().await;
-    if let Some(path) = socket_path_of_self() {
-        let _ = std::fs::remove_file(path);
+    if let Some(path) = socket_path {
+        if let Err(e) = std::fs::remove_file(&path) {
+            log::warn!("removing shim socket {path}: {e}");
+        }
     }
     Ok(())
 }

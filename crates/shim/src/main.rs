@@ -9,6 +9,7 @@ mod logconfig;
 mod logger;
 mod mount;
 mod options;
+mod process;
 mod reaper;
 mod records;
 mod runtime;

@@ -95,6 +95,32 @@ impl Runtime {
             .map(drop)
     }
 
+    /// `exec --detach`: starts an additional process in a running container.
+    pub async fn exec(
+        &self,
+        id: &str,
+        process_spec: &Path,
+        pid_file: &Path,
+        stdio: ProcessStdio,
+    ) -> Result<(), RuntimeError> {
+        let spec_s = process_spec.display().to_string();
+        let pid_s = pid_file.display().to_string();
+        let args = [
+            "exec",
+            "--detach",
+            "--process",
+            &spec_s,
+            "--pid-file",
+            &pid_s,
+            id,
+        ];
+        let mut cmd = self.command(&args);
+        cmd.stdin(stdio.stdin)
+            .stdout(stdio.stdout)
+            .stderr(stdio.stderr);
+        self.run(cmd, &format!("exec {id}"), false).await.map(drop)
+    }
+
     /// `start`: runs the user process of a created container.
     pub async fn start(&self, id: &str) -> Result<(), RuntimeError> {
         self.simple(&["start", id]).await

@@ -11,9 +11,11 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use containerd_shim_protos::api;
 use containerd_shim_protos::events::task as ev;
+use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::well_known_types::empty::Empty;
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
-use containerd_shim_protos::protobuf::MessageField;
+use containerd_shim_protos::protobuf::{Message, MessageField};
+use containerd_shim_protos::shim::oci::ProcessDetails;
 use containerd_shim_protos::shim_async::Task;
 use containerd_shim_protos::topics;
 use containerd_shim_protos::ttrpc::{self, r#async::TtrpcContext};
@@ -23,10 +25,11 @@ use scribe_io::stdio::{JsonLog, Relay};
 use scribe_io::DEFAULT_MAX_LINE;
 use tokio::sync::Notify;
 
-use crate::container::{Container, Created, Exit, Lifecycle, Status, StdioPaths};
+use crate::container::{Container, Lifecycle};
 use crate::logconfig::{self, SpecInfo};
 use crate::mount::{mount_all, unmount_all, MountSpec};
 use crate::options::Settings;
+use crate::process::{Exit, Process, Status, StdioPaths};
 use crate::reaper::Reaper;
 use crate::records::Recorder;
 use crate::runtime::{ProcessStdio, Runtime, RuntimeError};
@@ -35,6 +38,11 @@ use crate::runtime::{ProcessStdio, Runtime, RuntimeError};
 /// anyway. Only a stray grandchild holding the stdio pipes open makes this wait; the copy goes on
 /// after the deadline, so its bytes still arrive, just after the exit event.
 const OUTPUT_DRAIN_LIMIT: Duration = Duration::from_secs(2);
+/// How long the init's TaskExit waits for exec processes to report their exits; after that they
+/// are killed (they outlive the init only when the pid namespace is shared with the host).
+const EXEC_EXIT_LIMIT: Duration = Duration::from_secs(5);
+/// The `Any` type of the per-process details in a Pids reply.
+const PROCESS_DETAILS_TYPE: &str = "containerd.runc.v1.ProcessDetails";
 /// Longest container id accepted (NAME_MAX: it becomes a directory name).
 const MAX_ID_LEN: usize = 255;
 
@@ -91,6 +99,64 @@ pub struct Service {
     shutdown: Arc<Notify>,
 }
 
+/// What Create found out before asking the runtime.
+struct Prepared {
+    bundle: PathBuf,
+    settings: Settings,
+    spec: SpecInfo,
+    logs: logconfig::LogConfig,
+    recorder: Arc<Recorder>,
+}
+
+/// The message of a ttrpc error, for records.
+fn error_text(e: &ttrpc::Error) -> String {
+    match e {
+        ttrpc::Error::RpcStatus(s) => s.message.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn read_pid(path: &Path) -> std::result::Result<u32, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    text.trim()
+        .parse()
+        .map_err(|e| format!("parsing pid in {}: {e}", path.display()))
+}
+
+fn no_terminal(id: &str) -> ttrpc::Error {
+    status(
+        ttrpc::Code::UNIMPLEMENTED,
+        format!("container {id}: terminals are not implemented by the scribe shim yet"),
+    )
+}
+
+/// Opens the process's stdio and turns the container ends into what the runtime inherits.
+fn open_stdio(
+    id: &str,
+    stdio: &StdioPaths,
+    json: Option<Arc<JsonLog>>,
+) -> Result<(ProcessStdio, Relay)> {
+    let (ends, relay) =
+        Relay::start(&stdio.stdin, &stdio.stdout, &stdio.stderr, json).map_err(|e| {
+            status(
+                ttrpc::Code::INTERNAL,
+                format!("container {id}: setting up stdio: {e}"),
+            )
+        })?;
+    let to_stdio = |fd: Option<std::os::fd::OwnedFd>| {
+        fd.map(Into::into).unwrap_or_else(std::process::Stdio::null)
+    };
+    Ok((
+        ProcessStdio {
+            stdin: to_stdio(ends.stdin),
+            stdout: to_stdio(ends.stdout),
+            stderr: to_stdio(ends.stderr),
+        },
+        relay,
+    ))
+}
+
 impl Service {
     /// A service publishing to containerd through `publisher`; `shutdown` is notified when the
     /// last container is gone and containerd asked the shim to exit.
@@ -107,17 +173,22 @@ impl Service {
         self.containers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn get(&self, id: &str, exec_id: &str) -> Result<Arc<Container>> {
-        if !exec_id.is_empty() {
-            return Err(status(
-                ttrpc::Code::UNIMPLEMENTED,
-                format!("exec processes ({exec_id:?} in {id}) are not implemented by the scribe shim yet"),
-            ));
-        }
+    fn container(&self, id: &str) -> Result<Arc<Container>> {
         self.table()
             .get(id)
             .cloned()
             .ok_or_else(|| status(ttrpc::Code::NOT_FOUND, format!("container {id} not found")))
+    }
+
+    fn process(&self, id: &str, exec_id: &str) -> Result<(Arc<Container>, Arc<Process>)> {
+        let c = self.container(id)?;
+        let p = c.process(exec_id).ok_or_else(|| {
+            status(
+                ttrpc::Code::NOT_FOUND,
+                format!("container {id}: exec {exec_id} not found"),
+            )
+        })?;
+        Ok((c, p))
     }
 
     fn settings_for(&self, bundle: &Path, req: &api::CreateTaskRequest) -> Result<Settings> {
@@ -206,10 +277,7 @@ impl Service {
     ) -> Result<Arc<Container>> {
         let id = req.id.as_str();
         if req.terminal {
-            return Err(status(
-                ttrpc::Code::UNIMPLEMENTED,
-                format!("container {id}: terminals are not implemented by the scribe shim yet"),
-            ));
+            return Err(no_terminal(id));
         }
         if !req.checkpoint.is_empty() {
             return Err(unimplemented("Create from a checkpoint"));
@@ -250,59 +318,45 @@ impl Service {
                 }
             }
         };
-        let (ends, relay) = match Relay::start(&req.stdin, &req.stdout, &req.stderr, json) {
+        let stdio = StdioPaths {
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            terminal: req.terminal,
+        };
+        let (child_stdio, relay) = match open_stdio(id, &stdio, json) {
             Ok(v) => v,
             Err(e) => {
                 undo_mount();
-                return Err(status(
-                    ttrpc::Code::INTERNAL,
-                    format!("container {id}: setting up stdio: {e}"),
-                ));
+                return Err(e);
             }
         };
-        let to_stdio = |fd: Option<std::os::fd::OwnedFd>| {
-            fd.map(Into::into).unwrap_or_else(std::process::Stdio::null)
-        };
-        let stdio = ProcessStdio {
-            stdin: to_stdio(ends.stdin),
-            stdout: to_stdio(ends.stdout),
-            stderr: to_stdio(ends.stderr),
-        };
         let pid_file = bundle.join("init.pid");
-        if let Err(e) = runtime.create(id, &bundle, &pid_file, stdio).await {
-            // runc may have left a half-created container behind.
-            let _ = runtime.delete(id, true).await;
-            drop(relay);
-            undo_mount();
-            return Err(runtime_error(id, e));
-        }
-        let pid = match read_pid(&pid_file) {
+        let created = match runtime.create(id, &bundle, &pid_file, child_stdio).await {
+            Ok(()) => read_pid(&pid_file)
+                .map_err(|e| status(ttrpc::Code::INTERNAL, format!("container {id}: {e}"))),
+            Err(e) => Err(runtime_error(id, e)),
+        };
+        let pid = match created {
             Ok(pid) => pid,
             Err(e) => {
+                // The runtime may have left a half-created container behind.
                 let _ = runtime.delete(id, true).await;
+                drop(relay);
                 undo_mount();
-                return Err(status(
-                    ttrpc::Code::INTERNAL,
-                    format!("container {id}: {e}"),
-                ));
+                return Err(e);
             }
         };
         let exited = Reaper::global().subscribe(pid as i32);
+        let init = Arc::new(Process::new(String::new(), stdio, None));
+        init.set_pid(pid);
+        *init.relay.lock().await = relay;
         let container = Arc::new(Container::new(
-            Created {
-                id: id.to_string(),
-                bundle,
-                runtime,
-                stdio: StdioPaths {
-                    stdin: req.stdin.clone(),
-                    stdout: req.stdout.clone(),
-                    stderr: req.stderr.clone(),
-                    terminal: req.terminal,
-                },
-                pid,
-                rootfs_mounted: !mounts.is_empty(),
-            },
-            relay,
+            id.to_string(),
+            bundle,
+            runtime,
+            !mounts.is_empty(),
+            init.clone(),
             Lifecycle {
                 recorder: p.recorder.clone(),
                 image: p.spec.image(),
@@ -312,71 +366,206 @@ impl Service {
         self.table().insert(id.to_string(), container.clone());
         tokio::spawn(watch_exit(
             container.clone(),
+            init,
             exited,
             self.publisher.clone(),
         ));
         Ok(container)
     }
-}
 
-/// What Create found out before asking the runtime.
-struct Prepared {
-    bundle: PathBuf,
-    settings: Settings,
-    spec: SpecInfo,
-    logs: logconfig::LogConfig,
-    recorder: Arc<Recorder>,
-}
+    async fn start_init(&self, c: &Arc<Container>) -> Result<u32> {
+        let init = &c.init;
+        let _op = init.op.lock().await;
+        if init.status() != Status::Created {
+            return Err(status(
+                ttrpc::Code::FAILED_PRECONDITION,
+                format!(
+                    "container {} cannot be started: it is {:?}",
+                    c.id,
+                    init.status()
+                ),
+            ));
+        }
+        if let Err(e) = c.runtime.start(&c.id).await {
+            let e = runtime_error(&c.id, e);
+            c.life.recorder.record(ContainerRecord::failed(
+                ContainerEvent::Start,
+                &c.id,
+                error_text(&e),
+            ));
+            return Err(e);
+        }
+        init.set_running();
+        c.life.recorder.record(ContainerRecord::start(
+            &c.id,
+            init.pid(),
+            c.life.image.clone(),
+            c.life.command.clone(),
+        ));
+        self.publisher.publish(
+            topics::TASK_START_EVENT_TOPIC,
+            &ev::TaskStart {
+                container_id: c.id.clone(),
+                pid: init.pid(),
+                ..Default::default()
+            },
+        );
+        Ok(init.pid())
+    }
 
-/// The message of a ttrpc error, for records.
-fn error_text(e: &ttrpc::Error) -> String {
-    match e {
-        ttrpc::Error::RpcStatus(s) => s.message.clone(),
-        other => other.to_string(),
+    async fn start_exec(&self, c: &Arc<Container>, p: &Arc<Process>) -> Result<u32> {
+        let _op = p.op.lock().await;
+        if p.status() != Status::Created {
+            return Err(status(
+                ttrpc::Code::FAILED_PRECONDITION,
+                format!(
+                    "container {}: exec {} cannot be started: it is {:?}",
+                    c.id,
+                    p.exec_id,
+                    p.status()
+                ),
+            ));
+        }
+        if c.init.status() != Status::Running {
+            return Err(status(
+                ttrpc::Code::FAILED_PRECONDITION,
+                format!(
+                    "container {}: cannot start exec {}: the container's init is {:?}",
+                    c.id,
+                    p.exec_id,
+                    c.init.status()
+                ),
+            ));
+        }
+        let fail = |e: ttrpc::Error| {
+            c.life.recorder.record(
+                ContainerRecord::failed(ContainerEvent::ExecStarted, &c.id, error_text(&e))
+                    .with_exec_id(p.exec_id.clone()),
+            );
+            e
+        };
+        let (child_stdio, relay) = open_stdio(&c.id, &p.stdio, None).map_err(fail)?;
+        let spec_file = p.spec_file.clone().unwrap_or_default();
+        let pid_file = c.bundle.join(format!("{}.pid", p.exec_id));
+        let started = match c
+            .runtime
+            .exec(&c.id, &spec_file, &pid_file, child_stdio)
+            .await
+        {
+            Ok(()) => read_pid(&pid_file)
+                .map_err(|e| status(ttrpc::Code::INTERNAL, format!("container {}: {e}", c.id))),
+            Err(e) => Err(runtime_error(&c.id, e)),
+        };
+        let _ = std::fs::remove_file(&pid_file);
+        let pid = started.map_err(fail)?;
+        let exited = Reaper::global().subscribe(pid as i32);
+        p.set_pid(pid);
+        *p.relay.lock().await = relay;
+        p.set_running();
+        c.exec_started();
+        c.life
+            .recorder
+            .record(ContainerRecord::exec_started(&c.id, p.exec_id.clone(), pid));
+        self.publisher.publish(
+            topics::TASK_EXEC_STARTED_EVENT_TOPIC,
+            &ev::TaskExecStarted {
+                container_id: c.id.clone(),
+                exec_id: p.exec_id.clone(),
+                pid,
+                ..Default::default()
+            },
+        );
+        tokio::spawn(watch_exit(
+            c.clone(),
+            p.clone(),
+            exited,
+            self.publisher.clone(),
+        ));
+        Ok(pid)
     }
 }
 
-fn read_pid(path: &Path) -> std::result::Result<u32, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-    text.trim()
-        .parse()
-        .map_err(|e| format!("parsing pid in {}: {e}", path.display()))
-}
-
-/// Waits for the init's exit, lets its output drain, then publishes TaskExit and wakes waiters.
+/// Waits for a process's exit, lets its output drain, then publishes TaskExit and wakes waiters.
+/// For the init, every exec's TaskExit is published first.
 async fn watch_exit(
     c: Arc<Container>,
+    p: Arc<Process>,
     exited: tokio::sync::oneshot::Receiver<u32>,
     publisher: Publisher,
 ) {
-    // If the sender was dropped the exit status is unknowable; report it as killed rather than
+    // If the sender was dropped the exit status is unknowable; report it as a failure rather than
     // success (containerd's convention for a lost exit is 255).
     let code = exited.await.unwrap_or(255);
     let at = SystemTime::now();
-    if !c.relay.lock().await.drain(OUTPUT_DRAIN_LIMIT).await {
+    if !p.relay.lock().await.drain(OUTPUT_DRAIN_LIMIT).await {
         log::warn!(
-            "container {}: output still open {:?} after exit (a process outside the container holds it); publishing the exit",
+            "container {} {}: output still open {:?} after exit (a process outside the container holds it); publishing the exit",
             c.id,
+            p.exec_id,
             OUTPUT_DRAIN_LIMIT
         );
     }
-    let _op = c.op.lock().await;
+    let is_init = p.exec_id.is_empty();
+    if is_init
+        && tokio::time::timeout(EXEC_EXIT_LIMIT, c.execs_done())
+            .await
+            .is_err()
+    {
+        // Execs outlive the init only in a shared pid namespace: kill them so their exits are
+        // reported before the init's.
+        for e in c.exec_list() {
+            if e.status() == Status::Running && e.pid() != 0 {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(e.pid() as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        if tokio::time::timeout(EXEC_EXIT_LIMIT, c.execs_done())
+            .await
+            .is_err()
+        {
+            log::error!(
+                "container {}: exec processes did not exit after the init; publishing the init's exit",
+                c.id
+            );
+        }
+    }
+    let _op = p.op.lock().await;
     publisher.publish(
         topics::TASK_EXIT_EVENT_TOPIC,
         &ev::TaskExit {
             container_id: c.id.clone(),
-            id: c.id.clone(),
-            pid: c.pid,
+            id: if is_init {
+                c.id.clone()
+            } else {
+                p.exec_id.clone()
+            },
+            pid: p.pid(),
             exit_status: code,
             exited_at: MessageField::some(timestamp(at)),
             ..Default::default()
         },
     );
-    c.life
-        .recorder
-        .record(ContainerRecord::exit(&c.id, None, c.pid, code as i32, at));
-    c.set_exited(Exit { code, at });
+    c.life.recorder.record(ContainerRecord::exit(
+        &c.id,
+        (!is_init).then(|| p.exec_id.clone()),
+        p.pid(),
+        code as i32,
+        at,
+    ));
+    p.set_exited(Exit { code, at });
+    if !is_init {
+        c.exec_exited();
+    }
+}
+
+fn state_of(p: &Process) -> api::Status {
+    match p.status() {
+        Status::Created => api::Status::CREATED,
+        Status::Running => api::Status::RUNNING,
+        Status::Stopped => api::Status::STOPPED,
+    }
 }
 
 #[async_trait]
@@ -398,10 +587,9 @@ impl Task for Service {
                 return Err(e);
             }
         };
-        c.life
-            .recorder
-            .record(ContainerRecord::create(&c.id, c.pid));
-        let _op = c.op.lock().await;
+        let pid = c.init.pid();
+        c.life.recorder.record(ContainerRecord::create(&c.id, pid));
+        let _op = c.init.op.lock().await;
         self.publisher.publish(
             topics::TASK_CREATE_EVENT_TOPIC,
             &ev::TaskCreate {
@@ -416,104 +604,167 @@ impl Task for Service {
                     ..Default::default()
                 }),
                 checkpoint: req.checkpoint.clone(),
-                pid: c.pid,
+                pid,
                 ..Default::default()
             },
         );
-        log::info!("container {}: created, init pid {}", c.id, c.pid);
+        log::info!("container {}: created, init pid {pid}", c.id);
         Ok(api::CreateTaskResponse {
-            pid: c.pid,
+            pid,
             ..Default::default()
         })
     }
 
     async fn start(&self, _: &TtrpcContext, req: api::StartRequest) -> Result<api::StartResponse> {
-        let c = self.get(&req.id, &req.exec_id)?;
-        let _op = c.op.lock().await;
-        if c.status() != Status::Created {
-            return Err(status(
-                ttrpc::Code::FAILED_PRECONDITION,
-                format!(
-                    "container {} cannot be started: it is {:?}",
-                    c.id,
-                    c.status()
-                ),
-            ));
-        }
-        if let Err(e) = c.runtime.start(&c.id).await {
-            let e = runtime_error(&c.id, e);
-            c.life.recorder.record(ContainerRecord::failed(
-                ContainerEvent::Start,
-                &c.id,
-                error_text(&e),
-            ));
-            return Err(e);
-        }
-        c.set_running();
-        c.life.recorder.record(ContainerRecord::start(
-            &c.id,
-            c.pid,
-            c.life.image.clone(),
-            c.life.command.clone(),
-        ));
-        self.publisher.publish(
-            topics::TASK_START_EVENT_TOPIC,
-            &ev::TaskStart {
-                container_id: c.id.clone(),
-                pid: c.pid,
-                ..Default::default()
-            },
-        );
+        let (c, p) = self.process(&req.id, &req.exec_id)?;
+        let pid = if req.exec_id.is_empty() {
+            self.start_init(&c).await?
+        } else {
+            self.start_exec(&c, &p).await?
+        };
         Ok(api::StartResponse {
-            pid: c.pid,
+            pid,
             ..Default::default()
         })
     }
 
+    async fn exec(&self, _: &TtrpcContext, req: api::ExecProcessRequest) -> Result<Empty> {
+        let c = self.container(&req.id)?;
+        let id = c.id.as_str();
+        validate_id(&req.exec_id).map_err(|e| {
+            status(
+                ttrpc::Code::INVALID_ARGUMENT,
+                format!("container {id}: exec id: {e}"),
+            )
+        })?;
+        if req.terminal {
+            return Err(no_terminal(id));
+        }
+        if c.init.status() == Status::Stopped {
+            return Err(status(
+                ttrpc::Code::FAILED_PRECONDITION,
+                format!("container {id}: cannot exec in a stopped container"),
+            ));
+        }
+        let spec = req.spec.as_ref().ok_or_else(|| {
+            status(
+                ttrpc::Code::INVALID_ARGUMENT,
+                format!("container {id}: exec {} has no process spec", req.exec_id),
+            )
+        })?;
+        serde_json::from_slice::<serde_json::Value>(&spec.value).map_err(|e| {
+            status(
+                ttrpc::Code::INVALID_ARGUMENT,
+                format!(
+                    "container {id}: exec {} process spec is not JSON: {e}",
+                    req.exec_id
+                ),
+            )
+        })?;
+        let spec_file = c.bundle.join(format!("exec-{}.json", req.exec_id));
+        std::fs::write(&spec_file, &spec.value).map_err(|e| {
+            status(
+                ttrpc::Code::INTERNAL,
+                format!("container {id}: writing {}: {e}", spec_file.display()),
+            )
+        })?;
+        let p = Arc::new(Process::new(
+            req.exec_id.clone(),
+            StdioPaths {
+                stdin: req.stdin.clone(),
+                stdout: req.stdout.clone(),
+                stderr: req.stderr.clone(),
+                terminal: req.terminal,
+            },
+            Some(spec_file),
+        ));
+        if !c.add_exec(p) {
+            return Err(status(
+                ttrpc::Code::ALREADY_EXISTS,
+                format!("container {id}: exec {} already exists", req.exec_id),
+            ));
+        }
+        c.life
+            .recorder
+            .record(ContainerRecord::exec_added(id, req.exec_id.clone()));
+        self.publisher.publish(
+            topics::TASK_EXEC_ADDED_EVENT_TOPIC,
+            &ev::TaskExecAdded {
+                container_id: c.id.clone(),
+                exec_id: req.exec_id.clone(),
+                ..Default::default()
+            },
+        );
+        Ok(Empty::new())
+    }
+
     async fn state(&self, _: &TtrpcContext, req: api::StateRequest) -> Result<api::StateResponse> {
-        let c = self.get(&req.id, &req.exec_id)?;
-        let exit = c.exit();
-        let st = match c.status() {
-            Status::Created => api::Status::CREATED,
-            Status::Running => api::Status::RUNNING,
-            Status::Stopped => api::Status::STOPPED,
-        };
+        let (c, p) = self.process(&req.id, &req.exec_id)?;
+        let exit = p.exit();
         Ok(api::StateResponse {
-            id: c.id.clone(),
+            id: if p.exec_id.is_empty() {
+                c.id.clone()
+            } else {
+                p.exec_id.clone()
+            },
             bundle: c.bundle.display().to_string(),
-            pid: c.pid,
-            status: st.into(),
-            stdin: c.stdio.stdin.clone(),
-            stdout: c.stdio.stdout.clone(),
-            stderr: c.stdio.stderr.clone(),
-            terminal: c.stdio.terminal,
+            pid: p.pid(),
+            status: state_of(&p).into(),
+            stdin: p.stdio.stdin.clone(),
+            stdout: p.stdio.stdout.clone(),
+            stderr: p.stdio.stderr.clone(),
+            terminal: p.stdio.terminal,
             exit_status: exit.map(|e| e.code).unwrap_or_default(),
             exited_at: exit.map(|e| timestamp(e.at)).into(),
+            exec_id: p.exec_id.clone(),
             ..Default::default()
         })
     }
 
     async fn kill(&self, _: &TtrpcContext, req: api::KillRequest) -> Result<Empty> {
-        let c = self.get(&req.id, &req.exec_id)?;
-        if c.status() == Status::Stopped {
-            return Err(status(
+        let (c, p) = self.process(&req.id, &req.exec_id)?;
+        let finished = || {
+            status(
                 ttrpc::Code::NOT_FOUND,
                 format!("container {}: process already finished", c.id),
-            ));
+            )
+        };
+        if p.status() == Status::Stopped {
+            return Err(finished());
+        }
+        if !p.exec_id.is_empty() {
+            // The runtime's kill only targets the init; an exec is signalled by pid.
+            if p.status() == Status::Created {
+                return Err(status(
+                    ttrpc::Code::FAILED_PRECONDITION,
+                    format!("container {}: exec {} is not started", c.id, p.exec_id),
+                ));
+            }
+            let sig = nix::sys::signal::Signal::try_from(req.signal as i32).map_err(|e| {
+                status(
+                    ttrpc::Code::INVALID_ARGUMENT,
+                    format!("signal {}: {e}", req.signal),
+                )
+            })?;
+            return match nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.pid() as i32), sig) {
+                Ok(()) => Ok(Empty::new()),
+                Err(nix::Error::ESRCH) => Err(finished()),
+                Err(e) => Err(status(
+                    ttrpc::Code::UNKNOWN,
+                    format!("container {}: kill exec {}: {e}", c.id, p.exec_id),
+                )),
+            };
         }
         match c.runtime.kill(&c.id, req.signal, req.all).await {
             Ok(()) => Ok(Empty::new()),
-            Err(_) if c.status() == Status::Stopped => Err(status(
-                ttrpc::Code::NOT_FOUND,
-                format!("container {}: process already finished", c.id),
-            )),
+            Err(_) if p.status() == Status::Stopped => Err(finished()),
             Err(e) => Err(runtime_error(&c.id, e)),
         }
     }
 
     async fn wait(&self, _: &TtrpcContext, req: api::WaitRequest) -> Result<api::WaitResponse> {
-        let c = self.get(&req.id, &req.exec_id)?;
-        let exit = c.wait().await;
+        let (_, p) = self.process(&req.id, &req.exec_id)?;
+        let exit = p.wait().await;
         Ok(api::WaitResponse {
             exit_status: exit.code,
             exited_at: MessageField::some(timestamp(exit.at)),
@@ -526,12 +777,22 @@ impl Task for Service {
         _: &TtrpcContext,
         req: api::DeleteRequest,
     ) -> Result<api::DeleteResponse> {
-        let c = self.get(&req.id, &req.exec_id)?;
-        if c.status() == Status::Running {
+        let (c, p) = self.process(&req.id, &req.exec_id)?;
+        if p.status() == Status::Running {
             return Err(status(
                 ttrpc::Code::FAILED_PRECONDITION,
-                format!("container {}: cannot delete a running task", c.id),
+                format!("container {}: cannot delete a running process", c.id),
             ));
+        }
+        if !p.exec_id.is_empty() {
+            c.remove_exec(&p.exec_id);
+            let exit = p.exit();
+            return Ok(api::DeleteResponse {
+                pid: p.pid(),
+                exit_status: exit.map(|e| e.code).unwrap_or_default(),
+                exited_at: exit.map(|e| timestamp(e.at)).into(),
+                ..Default::default()
+            });
         }
         match c.runtime.delete(&c.id, false).await {
             Ok(()) => {}
@@ -545,44 +806,44 @@ impl Task for Service {
         }
         // A created-but-never-started init is killed by the runtime's delete: wait until its exit
         // is published, so that TaskExit precedes TaskDelete.
-        let exit = match tokio::time::timeout(Duration::from_secs(10), c.wait()).await {
+        let exit = match tokio::time::timeout(Duration::from_secs(10), p.wait()).await {
             Ok(exit) => exit,
             Err(_) => {
                 return Err(status(
                     ttrpc::Code::DEADLINE_EXCEEDED,
                     format!(
                         "container {}: init pid {} did not exit after delete",
-                        c.id, c.pid
+                        c.id,
+                        p.pid()
                     ),
                 ))
             }
         };
-        c.relay.lock().await.close_stdin();
+        p.relay.lock().await.close_stdin();
         if c.rootfs_mounted {
             unmount_all(&c.bundle.join("rootfs"))
                 .map_err(|e| status(ttrpc::Code::INTERNAL, format!("container {}: {e}", c.id)))?;
         }
         self.table().remove(&c.id);
-        let _op = c.op.lock().await;
+        let _op = p.op.lock().await;
         self.publisher.publish(
             topics::TASK_DELETE_EVENT_TOPIC,
             &ev::TaskDelete {
                 container_id: c.id.clone(),
-                pid: c.pid,
+                pid: p.pid(),
                 exit_status: exit.code,
                 exited_at: MessageField::some(timestamp(exit.at)),
-                id: String::new(),
                 ..Default::default()
             },
         );
         c.life.recorder.record(ContainerRecord::delete(
             &c.id,
-            Some(c.pid),
+            Some(p.pid()),
             Some(exit.code as i32),
         ));
         log::info!("container {}: deleted", c.id);
         Ok(api::DeleteResponse {
-            pid: c.pid,
+            pid: p.pid(),
             exit_status: exit.code,
             exited_at: MessageField::some(timestamp(exit.at)),
             ..Default::default()
@@ -590,20 +851,46 @@ impl Task for Service {
     }
 
     async fn pids(&self, _: &TtrpcContext, req: api::PidsRequest) -> Result<api::PidsResponse> {
-        let c = self.get(&req.id, "")?;
+        let c = self.container(&req.id)?;
         let pids = c
             .runtime
             .ps(&c.id)
             .await
             .map_err(|e| runtime_error(&c.id, e))?;
-        Ok(api::PidsResponse {
-            processes: pids
-                .into_iter()
-                .map(|pid| api::ProcessInfo {
-                    pid: pid as u32,
+        let execs: HashMap<u32, String> = c
+            .exec_list()
+            .into_iter()
+            .filter(|e| e.pid() != 0)
+            .map(|e| (e.pid(), e.exec_id.clone()))
+            .collect();
+        let mut processes = Vec::with_capacity(pids.len());
+        for pid in pids {
+            let pid = pid as u32;
+            let mut info = api::ProcessInfo {
+                pid,
+                ..Default::default()
+            };
+            if let Some(exec_id) = execs.get(&pid) {
+                let details = ProcessDetails {
+                    exec_id: exec_id.clone(),
                     ..Default::default()
-                })
-                .collect(),
+                };
+                let value = details.write_to_bytes().map_err(|e| {
+                    status(
+                        ttrpc::Code::INTERNAL,
+                        format!("encoding ProcessDetails: {e}"),
+                    )
+                })?;
+                info.info = MessageField::some(Any {
+                    type_url: PROCESS_DETAILS_TYPE.into(),
+                    value,
+                    ..Default::default()
+                });
+            }
+            processes.push(info);
+        }
+        Ok(api::PidsResponse {
+            processes,
             ..Default::default()
         })
     }
@@ -613,7 +900,11 @@ impl Task for Service {
         _: &TtrpcContext,
         req: api::ConnectRequest,
     ) -> Result<api::ConnectResponse> {
-        let task_pid = self.table().get(&req.id).map(|c| c.pid).unwrap_or_default();
+        let task_pid = self
+            .table()
+            .get(&req.id)
+            .map(|c| c.init.pid())
+            .unwrap_or_default();
         Ok(api::ConnectResponse {
             shim_pid: std::process::id(),
             task_pid,
@@ -624,6 +915,14 @@ impl Task for Service {
     async fn shutdown(&self, _: &TtrpcContext, _: api::ShutdownRequest) -> Result<Empty> {
         if self.table().is_empty() {
             self.shutdown.notify_one();
+        }
+        Ok(Empty::new())
+    }
+
+    async fn close_io(&self, _: &TtrpcContext, req: api::CloseIORequest) -> Result<Empty> {
+        let (_, p) = self.process(&req.id, &req.exec_id)?;
+        if req.stdin {
+            p.relay.lock().await.close_stdin();
         }
         Ok(Empty::new())
     }
@@ -640,20 +939,8 @@ impl Task for Service {
         Err(unimplemented("Checkpoint"))
     }
 
-    async fn exec(&self, _: &TtrpcContext, _: api::ExecProcessRequest) -> Result<Empty> {
-        Err(unimplemented("Exec"))
-    }
-
     async fn resize_pty(&self, _: &TtrpcContext, _: api::ResizePtyRequest) -> Result<Empty> {
         Err(unimplemented("ResizePty"))
-    }
-
-    async fn close_io(&self, _: &TtrpcContext, req: api::CloseIORequest) -> Result<Empty> {
-        let c = self.get(&req.id, &req.exec_id)?;
-        if req.stdin {
-            c.relay.lock().await.close_stdin();
-        }
-        Ok(Empty::new())
     }
 
     async fn update(&self, _: &TtrpcContext, _: api::UpdateTaskRequest) -> Result<Empty> {
