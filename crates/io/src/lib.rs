@@ -15,6 +15,7 @@
 //! Everything here is synchronous and allocation-light on purpose: the shim runs
 //! a current-thread runtime and must stay small per container.
 
+pub mod binary;
 #[warn(missing_docs)]
 pub mod framing;
 #[warn(missing_docs)]
