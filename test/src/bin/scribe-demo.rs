@@ -57,12 +57,21 @@ fn main() {
     ];
     section(&format!("ctr {}", args.join(" ")));
     let out = c.ctr(&args);
-    println!("--- stdout\n{}--- stderr\n{}--- exit code: {:?}", out.stdout, out.stderr, out.code);
+    println!(
+        "--- stdout\n{}--- stderr\n{}--- exit code: {:?}",
+        out.stdout, out.stderr, out.code
+    );
 
     let dir = log_root.join(c.namespace()).join(id);
-    section(&format!("json-file log {}", dir.join(format!("{id}-json.log")).display()));
+    section(&format!(
+        "json-file log {}",
+        dir.join(format!("{id}-json.log")).display()
+    ));
     show_file(&dir.join(format!("{id}-json.log")));
-    section(&format!("container-log records {}", dir.join("container.log").display()));
+    section(&format!(
+        "container-log records {}",
+        dir.join("container.log").display()
+    ));
     show_file(&dir.join("container.log"));
 
     section("events containerd received (ctr events)");
