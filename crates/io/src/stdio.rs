@@ -19,6 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::task::JoinHandle;
 
+use crate::binary::{BinaryLogger, DEFAULT_READY_TIMEOUT};
 use crate::framing::LineFramer;
 use crate::jsonfile::JsonFileWriter;
 use crate::stream::Stream;
@@ -93,11 +94,22 @@ impl std::fmt::Debug for JsonLog {
     }
 }
 
+/// What containerd asked for a process's stdio, and who the process is.
+#[derive(Debug, Clone, Copy)]
+pub struct StdioSpec<'a> {
+    pub stdin: &'a str,
+    pub stdout: &'a str,
+    pub stderr: &'a str,
+    pub id: &'a str,
+    pub namespace: &'a str,
+}
+
 /// The running copies of one process's stdio.
 #[derive(Debug, Default)]
 pub struct Relay {
     outputs: Vec<JoinHandle<()>>,
     stdin: Option<JoinHandle<()>>,
+    logger: Option<BinaryLogger>,
 }
 
 fn ctx(e: io::Error, what: &str, path: &Path) -> io::Error {
@@ -113,26 +125,19 @@ fn new_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 enum Sink {
     /// A FIFO, with the read end we hold to keep it from breaking when its reader goes away.
     Fifo { tx: pipe::Sender, _hold: File },
+    /// A pipe to a logging binary (when the bytes also feed the json-file log).
+    Pipe(pipe::Sender),
     /// A regular file, appended to.
     File(File),
 }
 
 impl Sink {
     /// Opens what containerd named for an output stream: `None` when it named nothing.
-    fn for_uri(spec: &str) -> io::Result<Option<Sink>> {
-        let uri = StdioUri::parse(spec)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    fn for_uri(uri: &StdioUri) -> io::Result<Option<Sink>> {
         match uri {
-            StdioUri::None => Ok(None),
-            StdioUri::Fifo(path) => Sink::open(&path).map(Some),
-            StdioUri::File(path) => Sink::open_file(&path).map(Some),
-            StdioUri::Binary(b) => Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                format!(
-                    "logging binary {}: binary:// stdio is not implemented by this Scribe build",
-                    b.path.display()
-                ),
-            )),
+            StdioUri::None | StdioUri::Binary(_) => Ok(None),
+            StdioUri::Fifo(path) => Sink::open(path).map(Some),
+            StdioUri::File(path) => Sink::open_file(path).map(Some),
         }
     }
 
@@ -182,40 +187,84 @@ impl Sink {
 
     async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match self {
-            Sink::Fifo { tx, .. } => tx.write_all(buf).await,
+            Sink::Fifo { tx, .. } | Sink::Pipe(tx) => tx.write_all(buf).await,
             Sink::File(f) => f.write_all(buf),
         }
     }
 }
 
 impl Relay {
-    /// Opens the destinations containerd named (empty = none; a FIFO or file path, `file://`) and
-    /// starts copying.
+    /// Opens the destinations containerd named (empty = none; a FIFO or file path, `file://`,
+    /// `binary://` / `binary-v2://` logging binaries) and starts copying. With `json`, both output
+    /// streams also go, line-framed, into that json-file log (and are captured even when
+    /// containerd named no destination for them). `id` and `namespace` are what a logging binary
+    /// is told.
     ///
     /// Must run inside the shim's tokio runtime. On error nothing is left running.
-    /// With `json`, both output streams also go, line-framed, into that json-file log (and are
-    /// captured even when containerd named no destination for them).
-    pub fn start(
-        stdin: &str,
-        stdout: &str,
-        stderr: &str,
+    pub async fn start(
+        stdio: &StdioSpec<'_>,
         json: Option<std::sync::Arc<JsonLog>>,
     ) -> io::Result<(ContainerEnds, Relay)> {
+        let (stdin, stdout, stderr) = (stdio.stdin, stdio.stdout, stdio.stderr);
+        let parse = |spec: &str| {
+            StdioUri::parse(spec)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
+        };
+        let uris = [parse(stdout)?, parse(stderr)?];
         let mut ends = ContainerEnds::default();
         let mut relay = Relay::default();
-        for (spec, stream) in [(stdout, Stream::Stdout), (stderr, Stream::Stderr)] {
-            let sink = Sink::for_uri(spec)?;
+        // containerd names the same logging binary for both streams; one logger serves both.
+        let mut logger_ends = [None, None];
+        if let Some(b) = uris.iter().find_map(|u| match u {
+            StdioUri::Binary(b) => Some(b),
+            _ => None,
+        }) {
+            let (logger, pipes) =
+                BinaryLogger::start(b, stdio.id, stdio.namespace, DEFAULT_READY_TIMEOUT).await?;
+            relay.logger = Some(logger);
+            for (slot, (uri, fd)) in logger_ends
+                .iter_mut()
+                .zip(uris.iter().zip([pipes.stdout, pipes.stderr]))
+            {
+                if matches!(uri, StdioUri::Binary(_)) {
+                    *slot = Some(fd);
+                }
+            }
+        }
+        for ((uri, stream), logger_end) in uris
+            .iter()
+            .zip([Stream::Stdout, Stream::Stderr])
+            .zip(logger_ends)
+        {
+            let spec = if stream == Stream::Stdout {
+                stdout
+            } else {
+                stderr
+            };
+            let path = Path::new(spec);
+            let slot = match stream {
+                Stream::Stdout => &mut ends.stdout,
+                Stream::Stderr => &mut ends.stderr,
+            };
+            let sink = match (logger_end, &json) {
+                // Nothing to transform: the container writes straight into the logger's pipe.
+                (Some(fd), None) => {
+                    *slot = Some(fd);
+                    continue;
+                }
+                (Some(fd), Some(_)) => Some(Sink::Pipe(
+                    pipe::Sender::from_owned_fd(fd)
+                        .map_err(|e| ctx(e, "watching logger pipe for", path))?,
+                )),
+                (None, _) => Sink::for_uri(uri)?,
+            };
             if sink.is_none() && json.is_none() {
                 continue;
             }
-            let path = Path::new(spec);
             let (r, w) = new_pipe()?;
             let rx =
                 pipe::Receiver::from_owned_fd(r).map_err(|e| ctx(e, "watching pipe for", path))?;
-            match stream {
-                Stream::Stdout => ends.stdout = Some(w),
-                Stream::Stderr => ends.stderr = Some(w),
-            }
+            *slot = Some(w);
             let out = Output {
                 sink,
                 json: json.clone().map(|log| (LineFramer::new(log.max_line), log)),
@@ -240,6 +289,11 @@ impl Relay {
             relay.stdin = Some(tokio::spawn(copy_in(src, tx)));
         }
         Ok((ends, relay))
+    }
+
+    /// Takes the logging binary, if any, so the caller can stop it once the process is deleted.
+    pub fn take_logger(&mut self) -> Option<BinaryLogger> {
+        self.logger.take()
     }
 
     /// Closes the container's stdin (containerd's CloseIO, or the process is gone).
@@ -365,8 +419,14 @@ mod tests {
                 .custom_flags(libc::O_NONBLOCK)
                 .open(&fifo)
                 .unwrap();
-            let (ends, mut relay) =
-                Relay::start("", fifo.to_str().unwrap(), file.to_str().unwrap(), None).unwrap();
+            let spec = StdioSpec {
+                stdin: "",
+                stdout: fifo.to_str().unwrap(),
+                stderr: file.to_str().unwrap(),
+                id: "c",
+                namespace: "ns",
+            };
+            let (ends, mut relay) = Relay::start(&spec, None).await.unwrap();
             assert!(ends.stdin.is_none());
             let mut out = File::from(ends.stdout.unwrap());
             let mut err = File::from(ends.stderr.unwrap());

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 pub enum Status {
     Created,
     Running,
+    Paused,
     Stopped,
 }
 
@@ -107,6 +108,16 @@ impl Process {
         if s.status == Status::Created {
             s.status = Status::Running;
         }
+    }
+
+    /// Pause/resume of a running init: only between Running and Paused.
+    pub fn set_paused(&self, paused: bool) {
+        let mut s = self.state();
+        s.status = match (s.status, paused) {
+            (Status::Running, true) => Status::Paused,
+            (Status::Paused, false) => Status::Running,
+            (other, _) => other,
+        };
     }
 
     /// Records the exit and wakes every waiter.

@@ -126,6 +126,22 @@ impl Runtime {
         self.simple(&["start", id]).await
     }
 
+    /// `pause <id>`: freezes every process of the container.
+    pub async fn pause(&self, id: &str) -> Result<(), RuntimeError> {
+        self.simple(&["pause", id]).await
+    }
+
+    /// `resume <id>`: thaws a paused container.
+    pub async fn resume(&self, id: &str) -> Result<(), RuntimeError> {
+        self.simple(&["resume", id]).await
+    }
+
+    /// `update --resources <file> <id>`: applies new LinuxResources (a JSON file).
+    pub async fn update(&self, id: &str, resources: &Path) -> Result<(), RuntimeError> {
+        let file = resources.display().to_string();
+        self.simple(&["update", "--resources", &file, id]).await
+    }
+
     /// `kill [--all] <id> <signal>`.
     pub async fn kill(&self, id: &str, signal: u32, all: bool) -> Result<(), RuntimeError> {
         let sig = signal.to_string();

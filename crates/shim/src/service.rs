@@ -19,9 +19,10 @@ use containerd_shim_protos::shim::oci::ProcessDetails;
 use containerd_shim_protos::shim_async::Task;
 use containerd_shim_protos::topics;
 use containerd_shim_protos::ttrpc::{self, r#async::TtrpcContext};
-use scribe_events::{ContainerEvent, ContainerRecord, Publisher};
+use scribe_events::{ContainerEvent, ContainerRecord, ContainerStatus, Publisher};
+use scribe_io::binary::DEFAULT_STOP_GRACE;
 use scribe_io::jsonfile::{JsonFileWriter, TagInfo};
-use scribe_io::stdio::{JsonLog, Relay};
+use scribe_io::stdio::{JsonLog, Relay, StdioSpec};
 use scribe_io::DEFAULT_MAX_LINE;
 use tokio::sync::Notify;
 
@@ -132,18 +133,25 @@ fn no_terminal(id: &str) -> ttrpc::Error {
 }
 
 /// Opens the process's stdio and turns the container ends into what the runtime inherits.
-fn open_stdio(
+async fn open_stdio(
     id: &str,
+    namespace: &str,
     stdio: &StdioPaths,
     json: Option<Arc<JsonLog>>,
 ) -> Result<(ProcessStdio, Relay)> {
-    let (ends, relay) =
-        Relay::start(&stdio.stdin, &stdio.stdout, &stdio.stderr, json).map_err(|e| {
-            status(
-                ttrpc::Code::INTERNAL,
-                format!("container {id}: setting up stdio: {e}"),
-            )
-        })?;
+    let spec = StdioSpec {
+        stdin: &stdio.stdin,
+        stdout: &stdio.stdout,
+        stderr: &stdio.stderr,
+        id,
+        namespace,
+    };
+    let (ends, relay) = Relay::start(&spec, json).await.map_err(|e| {
+        status(
+            ttrpc::Code::INTERNAL,
+            format!("container {id}: setting up stdio: {e}"),
+        )
+    })?;
     let to_stdio = |fd: Option<std::os::fd::OwnedFd>| {
         fd.map(Into::into).unwrap_or_else(std::process::Stdio::null)
     };
@@ -324,7 +332,7 @@ impl Service {
             stderr: req.stderr.clone(),
             terminal: req.terminal,
         };
-        let (child_stdio, relay) = match open_stdio(id, &stdio, json) {
+        let (child_stdio, relay) = match open_stdio(id, &self.namespace, &stdio, json).await {
             Ok(v) => v,
             Err(e) => {
                 undo_mount();
@@ -371,6 +379,110 @@ impl Service {
             self.publisher.clone(),
         ));
         Ok(container)
+    }
+
+    async fn pause_or_resume(&self, c: &Arc<Container>, pause: bool) -> Result<()> {
+        let init = &c.init;
+        let _op = init.op.lock().await;
+        let (want, event) = if pause {
+            (Status::Running, ContainerEvent::Pause)
+        } else {
+            (Status::Paused, ContainerEvent::Resume)
+        };
+        if init.status() != want {
+            let e = status(
+                ttrpc::Code::FAILED_PRECONDITION,
+                format!(
+                    "container {}: cannot {} a {:?} container",
+                    c.id,
+                    event.as_str(),
+                    init.status()
+                ),
+            );
+            c.life
+                .recorder
+                .record(ContainerRecord::failed(event, &c.id, error_text(&e)));
+            return Err(e);
+        }
+        let done = if pause {
+            c.runtime.pause(&c.id).await
+        } else {
+            c.runtime.resume(&c.id).await
+        };
+        if let Err(e) = done {
+            let e = runtime_error(&c.id, e);
+            c.life
+                .recorder
+                .record(ContainerRecord::failed(event, &c.id, error_text(&e)));
+            return Err(e);
+        }
+        init.set_paused(pause);
+        if pause {
+            c.life.recorder.record(ContainerRecord::pause(&c.id));
+            self.publisher.publish(
+                topics::TASK_PAUSED_EVENT_TOPIC,
+                &ev::TaskPaused {
+                    container_id: c.id.clone(),
+                    ..Default::default()
+                },
+            );
+        } else {
+            c.life.recorder.record(ContainerRecord::resume(&c.id));
+            self.publisher.publish(
+                topics::TASK_RESUMED_EVENT_TOPIC,
+                &ev::TaskResumed {
+                    container_id: c.id.clone(),
+                    ..Default::default()
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Applies the LinuxResources JSON carried by an Update through the runtime.
+    async fn update_resources(
+        &self,
+        c: &Arc<Container>,
+        req: &api::UpdateTaskRequest,
+    ) -> Result<()> {
+        let id = &c.id;
+        let any = req.resources.as_ref().ok_or_else(|| {
+            status(
+                ttrpc::Code::INVALID_ARGUMENT,
+                format!("container {id}: update carries no resources"),
+            )
+        })?;
+        let resources: serde_json::Value = serde_json::from_slice(&any.value).map_err(|e| {
+            status(
+                ttrpc::Code::INVALID_ARGUMENT,
+                format!(
+                    "container {id}: update resources ({}) are not LinuxResources JSON: {e}",
+                    any.type_url
+                ),
+            )
+        })?;
+        if !resources.is_object() {
+            return Err(status(
+                ttrpc::Code::INVALID_ARGUMENT,
+                format!("container {id}: update resources must be a JSON object"),
+            ));
+        }
+        if c.init.status() == Status::Stopped {
+            return Err(status(
+                ttrpc::Code::FAILED_PRECONDITION,
+                format!("container {id}: cannot update a stopped container"),
+            ));
+        }
+        let file = c.bundle.join("update-resources.json");
+        std::fs::write(&file, &any.value).map_err(|e| {
+            status(
+                ttrpc::Code::INTERNAL,
+                format!("container {id}: writing {}: {e}", file.display()),
+            )
+        })?;
+        let result = c.runtime.update(id, &file).await;
+        let _ = std::fs::remove_file(&file);
+        result.map_err(|e| runtime_error(id, e))
     }
 
     async fn start_init(&self, c: &Arc<Container>) -> Result<u32> {
@@ -444,7 +556,9 @@ impl Service {
             );
             e
         };
-        let (child_stdio, relay) = open_stdio(&c.id, &p.stdio, None).map_err(fail)?;
+        let (child_stdio, relay) = open_stdio(&c.id, &self.namespace, &p.stdio, None)
+            .await
+            .map_err(fail)?;
         let spec_file = p.spec_file.clone().unwrap_or_default();
         let pid_file = c.bundle.join(format!("{}.pid", p.exec_id));
         let started = match c
@@ -482,6 +596,29 @@ impl Service {
             self.publisher.clone(),
         ));
         Ok(pid)
+    }
+}
+
+/// Stops a process's logging binary in the background (SIGTERM, SIGKILL after 12 s), as
+/// containerd's shim does when the process is deleted.
+async fn stop_logger(p: &Process) {
+    if let Some(logger) = p.relay.lock().await.take_logger() {
+        let exited = Reaper::global().subscribe(logger.pid());
+        tokio::spawn(async move {
+            let pid = logger.pid();
+            let outcome = logger.stop(exited, DEFAULT_STOP_GRACE).await;
+            log::debug!("logging binary pid {pid}: {outcome:?}");
+        });
+    }
+}
+
+/// The container-log status word for a process's state.
+fn record_status(p: &Process) -> ContainerStatus {
+    match p.status() {
+        Status::Created => ContainerStatus::Created,
+        Status::Running => ContainerStatus::Running,
+        Status::Paused => ContainerStatus::Paused,
+        Status::Stopped => ContainerStatus::Stopped,
     }
 }
 
@@ -564,6 +701,7 @@ fn state_of(p: &Process) -> api::Status {
     match p.status() {
         Status::Created => api::Status::CREATED,
         Status::Running => api::Status::RUNNING,
+        Status::Paused => api::Status::PAUSED,
         Status::Stopped => api::Status::STOPPED,
     }
 }
@@ -784,6 +922,7 @@ impl Task for Service {
                 format!("container {}: cannot delete a running process", c.id),
             ));
         }
+        stop_logger(&p).await;
         if !p.exec_id.is_empty() {
             c.remove_exec(&p.exec_id);
             let exit = p.exit();
@@ -927,12 +1066,16 @@ impl Task for Service {
         Ok(Empty::new())
     }
 
-    async fn pause(&self, _: &TtrpcContext, _: api::PauseRequest) -> Result<Empty> {
-        Err(unimplemented("Pause"))
+    async fn pause(&self, _: &TtrpcContext, req: api::PauseRequest) -> Result<Empty> {
+        let c = self.container(&req.id)?;
+        self.pause_or_resume(&c, true).await?;
+        Ok(Empty::new())
     }
 
-    async fn resume(&self, _: &TtrpcContext, _: api::ResumeRequest) -> Result<Empty> {
-        Err(unimplemented("Resume"))
+    async fn resume(&self, _: &TtrpcContext, req: api::ResumeRequest) -> Result<Empty> {
+        let c = self.container(&req.id)?;
+        self.pause_or_resume(&c, false).await?;
+        Ok(Empty::new())
     }
 
     async fn checkpoint(&self, _: &TtrpcContext, _: api::CheckpointTaskRequest) -> Result<Empty> {
@@ -943,8 +1086,14 @@ impl Task for Service {
         Err(unimplemented("ResizePty"))
     }
 
-    async fn update(&self, _: &TtrpcContext, _: api::UpdateTaskRequest) -> Result<Empty> {
-        Err(unimplemented("Update"))
+    async fn update(&self, _: &TtrpcContext, req: api::UpdateTaskRequest) -> Result<Empty> {
+        let c = self.container(&req.id)?;
+        let result = self.update_resources(&c, &req).await;
+        c.life.recorder.record(match &result {
+            Ok(()) => ContainerRecord::update(&c.id, record_status(&c.init)),
+            Err(e) => ContainerRecord::failed(ContainerEvent::Update, &c.id, error_text(e)),
+        });
+        result.map(|()| Empty::new())
     }
 
     async fn stats(&self, _: &TtrpcContext, _: api::StatsRequest) -> Result<api::StatsResponse> {
