@@ -16,6 +16,7 @@
 //! a current-thread runtime and must stay small per container.
 
 pub mod binary;
+pub mod console;
 #[warn(missing_docs)]
 pub mod framing;
 #[warn(missing_docs)]

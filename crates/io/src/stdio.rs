@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use nix::fcntl::OFlag;
 use nix::unistd::pipe2;
+use std::os::fd::AsRawFd;
+use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::task::JoinHandle;
@@ -110,6 +112,7 @@ pub struct Relay {
     outputs: Vec<JoinHandle<()>>,
     stdin: Option<JoinHandle<()>>,
     logger: Option<BinaryLogger>,
+    console: Option<std::sync::Arc<AsyncFd<OwnedFd>>>,
 }
 
 fn ctx(e: io::Error, what: &str, path: &Path) -> io::Error {
@@ -291,6 +294,64 @@ impl Relay {
         Ok((ends, relay))
     }
 
+    /// Copies between a terminal's pty master and containerd's FIFOs (stdin in, output to
+    /// stdout: a terminal has no separate stderr), feeding `json` as stdout when given.
+    pub fn start_console(
+        master: OwnedFd,
+        stdio: &StdioSpec<'_>,
+        json: Option<std::sync::Arc<JsonLog>>,
+    ) -> io::Result<Relay> {
+        let uri = StdioUri::parse(stdio.stdout)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        if matches!(uri, StdioUri::Binary(_)) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a logging binary cannot take a terminal's output in this Scribe build",
+            ));
+        }
+        let sink = Sink::for_uri(&uri)?;
+        nix::fcntl::fcntl(
+            master.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK | OFlag::O_RDWR),
+        )
+        .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("fcntl pty master: {e}")))?;
+        // SAFETY: the AsyncFd owns `master` (an OwnedFd), so the descriptor stays open and the same
+        // for the AsyncFd's whole life.
+        let master = unsafe { AsyncFd::register(master) }.map_err(|e| {
+            let e = io::Error::from(e);
+            io::Error::new(e.kind(), format!("watching pty master: {e}"))
+        })?;
+        let master = std::sync::Arc::new(master);
+        let mut relay = Relay::default();
+        let out = Output {
+            sink,
+            json: json.map(|log| (LineFramer::new(log.max_line), log)),
+            stream: Stream::Stdout,
+            name: format!("terminal of {}", stdio.id),
+        };
+        relay
+            .outputs
+            .push(tokio::spawn(copy_pty_out(master.clone(), out)));
+        if !stdio.stdin.is_empty() {
+            let path = Path::new(stdio.stdin);
+            let src = pipe::OpenOptions::new()
+                .open_receiver(path)
+                .map_err(|e| ctx(e, "open for reading", path))?;
+            relay.stdin = Some(tokio::spawn(copy_pty_in(src, master.clone())));
+        }
+        relay.console = Some(master);
+        Ok(relay)
+    }
+
+    /// Sets the terminal's window size; an error when the process has no terminal.
+    pub fn resize(&self, width: u32, height: u32) -> io::Result<()> {
+        let master = self.console.as_ref().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "the process has no terminal")
+        })?;
+        let clamp = |v: u32| u16::try_from(v).unwrap_or(u16::MAX);
+        crate::console::resize(master.get_ref(), clamp(width), clamp(height))
+    }
+
     /// Takes the logging binary, if any, so the caller can stop it once the process is deleted.
     pub fn take_logger(&mut self) -> Option<BinaryLogger> {
         self.logger.take()
@@ -374,6 +435,55 @@ async fn copy_out(mut rx: pipe::Receiver, mut out: Output) {
     }
     // A last line without a newline is still written.
     out.finish();
+}
+
+async fn copy_pty_out(master: std::sync::Arc<AsyncFd<OwnedFd>>, mut out: Output) {
+    let mut buf = vec![0u8; RELAY_BUF];
+    loop {
+        let n = match master.readable().await {
+            Ok(mut guard) => match guard.try_io(|fd| {
+                nix::unistd::read(fd.get_ref().as_raw_fd(), &mut buf).map_err(io::Error::from)
+            }) {
+                Ok(r) => r,
+                Err(_would_block) => continue,
+            },
+            Err(e) => Err(e),
+        };
+        match n {
+            Ok(0) => break,
+            Ok(n) => out.deliver(&buf[..n]).await,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // EIO: every slave end is closed, the terminal's processes are gone.
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => break,
+            Err(e) => {
+                log::error!("reading {}: {e}", out.name);
+                break;
+            }
+        }
+    }
+    out.finish();
+}
+
+async fn copy_pty_in(mut src: pipe::Receiver, master: std::sync::Arc<AsyncFd<OwnedFd>>) {
+    let mut buf = vec![0u8; 8 * 1024];
+    loop {
+        let n = match src.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let mut rest = &buf[..n];
+        while !rest.is_empty() {
+            let Ok(mut guard) = master.writable().await else {
+                return;
+            };
+            match guard.try_io(|fd| nix::unistd::write(fd.get_ref(), rest).map_err(io::Error::from))
+            {
+                Ok(Ok(w)) => rest = &rest[w..],
+                Ok(Err(_)) => return,
+                Err(_would_block) => continue,
+            }
+        }
+    }
 }
 
 async fn copy_in(mut src: pipe::Receiver, mut tx: pipe::Sender) {

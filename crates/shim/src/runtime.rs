@@ -75,10 +75,15 @@ impl Runtime {
         bundle: &Path,
         pid_file: &Path,
         stdio: ProcessStdio,
+        console_socket: Option<&Path>,
     ) -> Result<(), RuntimeError> {
         let bundle_s = bundle.display().to_string();
         let pid_s = pid_file.display().to_string();
+        let console_s = console_socket.map(|p| p.display().to_string());
         let mut args = vec!["create", "--bundle", &bundle_s, "--pid-file", &pid_s];
+        if let Some(c) = &console_s {
+            args.extend(["--console-socket", c.as_str()]);
+        }
         if self.settings.no_pivot_root {
             args.push("--no-pivot");
         }
@@ -102,18 +107,23 @@ impl Runtime {
         process_spec: &Path,
         pid_file: &Path,
         stdio: ProcessStdio,
+        console_socket: Option<&Path>,
     ) -> Result<(), RuntimeError> {
         let spec_s = process_spec.display().to_string();
         let pid_s = pid_file.display().to_string();
-        let args = [
+        let console_s = console_socket.map(|p| p.display().to_string());
+        let mut args = vec![
             "exec",
             "--detach",
             "--process",
             &spec_s,
             "--pid-file",
             &pid_s,
-            id,
         ];
+        if let Some(c) = &console_s {
+            args.extend(["--console-socket", c.as_str()]);
+        }
+        args.push(id);
         let mut cmd = self.command(&args);
         cmd.stdin(stdio.stdin)
             .stdout(stdio.stdout)

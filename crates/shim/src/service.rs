@@ -21,6 +21,7 @@ use containerd_shim_protos::topics;
 use containerd_shim_protos::ttrpc::{self, r#async::TtrpcContext};
 use scribe_events::{ContainerEvent, ContainerRecord, ContainerStatus, Publisher};
 use scribe_io::binary::DEFAULT_STOP_GRACE;
+use scribe_io::console::ConsoleSocket;
 use scribe_io::jsonfile::{JsonFileWriter, TagInfo};
 use scribe_io::stdio::{JsonLog, Relay, StdioSpec};
 use scribe_io::DEFAULT_MAX_LINE;
@@ -125,13 +126,6 @@ fn read_pid(path: &Path) -> std::result::Result<u32, String> {
         .map_err(|e| format!("parsing pid in {}: {e}", path.display()))
 }
 
-fn no_terminal(id: &str) -> ttrpc::Error {
-    status(
-        ttrpc::Code::UNIMPLEMENTED,
-        format!("container {id}: terminals are not implemented by the scribe shim yet"),
-    )
-}
-
 /// Opens the process's stdio and turns the container ends into what the runtime inherits.
 async fn open_stdio(
     id: &str,
@@ -163,6 +157,75 @@ async fn open_stdio(
         },
         relay,
     ))
+}
+
+/// A process's stdio while the runtime creates it: either pipes and their relay, or (with a
+/// terminal) the console socket the runtime will send the pty master to.
+enum PendingIo {
+    Pipes(Relay),
+    Console {
+        socket: ConsoleSocket,
+        json: Option<Arc<JsonLog>>,
+    },
+}
+
+impl PendingIo {
+    /// Sets up what the runtime needs for this process's stdio.
+    async fn open(
+        id: &str,
+        namespace: &str,
+        stdio: &StdioPaths,
+        json: Option<Arc<JsonLog>>,
+    ) -> Result<(ProcessStdio, PendingIo)> {
+        if stdio.terminal {
+            let socket = ConsoleSocket::new().map_err(|e| {
+                status(
+                    ttrpc::Code::INTERNAL,
+                    format!("container {id}: console socket: {e}"),
+                )
+            })?;
+            let null = ProcessStdio {
+                stdin: std::process::Stdio::null(),
+                stdout: std::process::Stdio::null(),
+                stderr: std::process::Stdio::null(),
+            };
+            return Ok((null, PendingIo::Console { socket, json }));
+        }
+        let (child, relay) = open_stdio(id, namespace, stdio, json).await?;
+        Ok((child, PendingIo::Pipes(relay)))
+    }
+
+    fn console_path(&self) -> Option<&Path> {
+        match self {
+            PendingIo::Console { socket, .. } => Some(socket.path()),
+            PendingIo::Pipes(_) => None,
+        }
+    }
+
+    /// After the runtime succeeded: the relay that serves the process.
+    fn finish(self, id: &str, namespace: &str, stdio: &StdioPaths) -> Result<Relay> {
+        match self {
+            PendingIo::Pipes(relay) => Ok(relay),
+            PendingIo::Console { socket, json } => {
+                let spec = StdioSpec {
+                    stdin: &stdio.stdin,
+                    stdout: &stdio.stdout,
+                    stderr: &stdio.stderr,
+                    id,
+                    namespace,
+                };
+                socket
+                    .receive_master()
+                    .and_then(|master| Relay::start_console(master, &spec, json))
+                    .map_err(|e| {
+                        status(
+                            ttrpc::Code::INTERNAL,
+                            format!("container {id}: terminal: {e}"),
+                        )
+                    })
+            }
+        }
+    }
 }
 
 impl Service {
@@ -284,9 +347,6 @@ impl Service {
         p: &Prepared,
     ) -> Result<Arc<Container>> {
         let id = req.id.as_str();
-        if req.terminal {
-            return Err(no_terminal(id));
-        }
         if !req.checkpoint.is_empty() {
             return Err(unimplemented("Create from a checkpoint"));
         }
@@ -332,7 +392,8 @@ impl Service {
             stderr: req.stderr.clone(),
             terminal: req.terminal,
         };
-        let (child_stdio, relay) = match open_stdio(id, &self.namespace, &stdio, json).await {
+        let (child_stdio, pending) = match PendingIo::open(id, &self.namespace, &stdio, json).await
+        {
             Ok(v) => v,
             Err(e) => {
                 undo_mount();
@@ -340,17 +401,21 @@ impl Service {
             }
         };
         let pid_file = bundle.join("init.pid");
-        let created = match runtime.create(id, &bundle, &pid_file, child_stdio).await {
+        let console = pending.console_path().map(Path::to_path_buf);
+        let created = match runtime
+            .create(id, &bundle, &pid_file, child_stdio, console.as_deref())
+            .await
+        {
             Ok(()) => read_pid(&pid_file)
-                .map_err(|e| status(ttrpc::Code::INTERNAL, format!("container {id}: {e}"))),
+                .map_err(|e| status(ttrpc::Code::INTERNAL, format!("container {id}: {e}")))
+                .and_then(|pid| Ok((pid, pending.finish(id, &self.namespace, &stdio)?))),
             Err(e) => Err(runtime_error(id, e)),
         };
-        let pid = match created {
-            Ok(pid) => pid,
+        let (pid, relay) = match created {
+            Ok(v) => v,
             Err(e) => {
                 // The runtime may have left a half-created container behind.
                 let _ = runtime.delete(id, true).await;
-                drop(relay);
                 undo_mount();
                 return Err(e);
             }
@@ -556,22 +621,30 @@ impl Service {
             );
             e
         };
-        let (child_stdio, relay) = open_stdio(&c.id, &self.namespace, &p.stdio, None)
+        let (child_stdio, pending) = PendingIo::open(&c.id, &self.namespace, &p.stdio, None)
             .await
             .map_err(fail)?;
         let spec_file = p.spec_file.clone().unwrap_or_default();
         let pid_file = c.bundle.join(format!("{}.pid", p.exec_id));
+        let console = pending.console_path().map(Path::to_path_buf);
         let started = match c
             .runtime
-            .exec(&c.id, &spec_file, &pid_file, child_stdio)
+            .exec(
+                &c.id,
+                &spec_file,
+                &pid_file,
+                child_stdio,
+                console.as_deref(),
+            )
             .await
         {
             Ok(()) => read_pid(&pid_file)
-                .map_err(|e| status(ttrpc::Code::INTERNAL, format!("container {}: {e}", c.id))),
+                .map_err(|e| status(ttrpc::Code::INTERNAL, format!("container {}: {e}", c.id)))
+                .and_then(|pid| Ok((pid, pending.finish(&c.id, &self.namespace, &p.stdio)?))),
             Err(e) => Err(runtime_error(&c.id, e)),
         };
         let _ = std::fs::remove_file(&pid_file);
-        let pid = started.map_err(fail)?;
+        let (pid, relay) = started.map_err(fail)?;
         let exited = Reaper::global().subscribe(pid as i32);
         p.set_pid(pid);
         *p.relay.lock().await = relay;
@@ -775,9 +848,6 @@ impl Task for Service {
                 format!("container {id}: exec id: {e}"),
             )
         })?;
-        if req.terminal {
-            return Err(no_terminal(id));
-        }
         if c.init.status() == Status::Stopped {
             return Err(status(
                 ttrpc::Code::FAILED_PRECONDITION,
@@ -1082,8 +1152,19 @@ impl Task for Service {
         Err(unimplemented("Checkpoint"))
     }
 
-    async fn resize_pty(&self, _: &TtrpcContext, _: api::ResizePtyRequest) -> Result<Empty> {
-        Err(unimplemented("ResizePty"))
+    async fn resize_pty(&self, _: &TtrpcContext, req: api::ResizePtyRequest) -> Result<Empty> {
+        let (c, p) = self.process(&req.id, &req.exec_id)?;
+        p.relay
+            .lock()
+            .await
+            .resize(req.width, req.height)
+            .map_err(|e| {
+                status(
+                    ttrpc::Code::FAILED_PRECONDITION,
+                    format!("container {} {}: resize: {e}", c.id, p.exec_id),
+                )
+            })?;
+        Ok(Empty::new())
     }
 
     async fn update(&self, _: &TtrpcContext, req: api::UpdateTaskRequest) -> Result<Empty> {
