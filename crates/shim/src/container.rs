@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
+
+use crate::cgroups::ContainerCgroup;
 
 use crate::process::Process;
 use crate::records::Recorder;
@@ -31,6 +33,11 @@ pub struct Container {
     /// Number of exec processes started and not yet reported exited; the init's exit waits for
     /// zero so that every exec's TaskExit precedes the init's.
     running_execs: watch::Sender<usize>,
+    /// The container's cgroups (found at Create, kept so Stats works until Delete).
+    pub cgroup: Option<ContainerCgroup>,
+    /// Asks the OOM watcher for its last check before the init's TaskExit; it answers on the
+    /// enclosed sender once any OOM it found is published.
+    oom_final: Mutex<Option<oneshot::Sender<oneshot::Sender<()>>>>,
 }
 
 impl Container {
@@ -42,8 +49,11 @@ impl Container {
         rootfs_mounted: bool,
         init: Arc<Process>,
         life: Lifecycle,
+        cgroup: Option<ContainerCgroup>,
     ) -> Container {
         Container {
+            cgroup,
+            oom_final: Mutex::new(None),
             id,
             bundle,
             runtime,
@@ -96,6 +106,27 @@ impl Container {
     /// An exec's exit was published.
     pub fn exec_exited(&self) {
         self.running_execs.send_modify(|n| *n = n.saturating_sub(1));
+    }
+
+    /// Registers the OOM watcher's final-check channel.
+    pub fn set_oom_final(&self, tx: oneshot::Sender<oneshot::Sender<()>>) {
+        *self.oom_final.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+    }
+
+    /// Makes the OOM watcher publish any OOM kill not reported yet, and waits (bounded) until it
+    /// has: TaskOOM must precede the init's TaskExit.
+    pub async fn final_oom_check(&self, limit: std::time::Duration) {
+        let tx = self
+            .oom_final
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(tx) = tx {
+            let (done_tx, done_rx) = oneshot::channel();
+            if tx.send(done_tx).is_ok() {
+                let _ = tokio::time::timeout(limit, done_rx).await;
+            }
+        }
     }
 
     /// Waits until every started exec has had its exit published.

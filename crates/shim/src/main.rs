@@ -1,5 +1,6 @@
 //! containerd-shim-scribe-v2: a containerd shim v2 whose output and lifecycle are records.
 
+mod cgroups;
 mod cleanup;
 mod container;
 mod daemon;

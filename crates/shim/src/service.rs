@@ -27,6 +27,7 @@ use scribe_io::stdio::{JsonLog, Relay, StdioSpec};
 use scribe_io::DEFAULT_MAX_LINE;
 use tokio::sync::Notify;
 
+use crate::cgroups::{memory_figures, ContainerCgroup, OomWatcher};
 use crate::container::{Container, Lifecycle};
 use crate::logconfig::{self, SpecInfo};
 use crate::mount::{mount_all, unmount_all, MountSpec};
@@ -421,6 +422,13 @@ impl Service {
             }
         };
         let exited = Reaper::global().subscribe(pid as i32);
+        let cgroup = match ContainerCgroup::of_pid(pid as i32) {
+            Ok(cg) => Some(cg),
+            Err(e) => {
+                log::warn!("container {id}: no cgroup found for init pid {pid} (no OOM events or stats): {e}");
+                None
+            }
+        };
         let init = Arc::new(Process::new(String::new(), stdio, None));
         init.set_pid(pid);
         *init.relay.lock().await = relay;
@@ -435,7 +443,9 @@ impl Service {
                 image: p.spec.image(),
                 command: p.spec.args.clone(),
             },
+            cgroup,
         ));
+        self.arm_oom_watch(&container);
         self.table().insert(id.to_string(), container.clone());
         tokio::spawn(watch_exit(
             container.clone(),
@@ -548,6 +558,21 @@ impl Service {
         let result = c.runtime.update(id, &file).await;
         let _ = std::fs::remove_file(&file);
         result.map_err(|e| runtime_error(id, e))
+    }
+
+    /// Starts watching the container's memory cgroup for OOM kills.
+    fn arm_oom_watch(&self, c: &Arc<Container>) {
+        let Some(dir) = c.cgroup.as_ref().and_then(|cg| cg.memory_dir()) else {
+            return;
+        };
+        match OomWatcher::arm(dir) {
+            Ok(watcher) => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                c.set_oom_final(tx);
+                tokio::spawn(watch_oom(c.clone(), watcher, rx, self.publisher.clone()));
+            }
+            Err(e) => log::warn!("container {}: OOM events unavailable: {e}", c.id),
+        }
     }
 
     async fn start_init(&self, c: &Arc<Container>) -> Result<u32> {
@@ -695,6 +720,55 @@ fn record_status(p: &Process) -> ContainerStatus {
     }
 }
 
+/// Publishes TaskOOM and writes the `oom` record.
+fn publish_oom(c: &Container, dir: &Path, publisher: &Publisher) {
+    let (peak, limit) = memory_figures(dir);
+    log::warn!("container {}: OOM kill in {}", c.id, dir.display());
+    publisher.publish(
+        topics::TASK_OOM_EVENT_TOPIC,
+        &ev::TaskOOM {
+            container_id: c.id.clone(),
+            ..Default::default()
+        },
+    );
+    c.life
+        .recorder
+        .record(ContainerRecord::oom(&c.id, Some(c.init.pid()), peak, limit));
+}
+
+/// Publishes one TaskOOM per OOM kill the watcher sees, and a last check when the init exits.
+async fn watch_oom(
+    c: Arc<Container>,
+    mut watcher: OomWatcher,
+    mut final_check: tokio::sync::oneshot::Receiver<tokio::sync::oneshot::Sender<()>>,
+    publisher: Publisher,
+) {
+    let dir = watcher.cgroup_dir().to_path_buf();
+    loop {
+        tokio::select! {
+            event = watcher.next() => match event {
+                Some(_) => publish_oom(&c, &dir, &publisher),
+                None => {
+                    // The cgroup is gone; still answer the final check so the exit is not held up.
+                    if let Ok(done) = final_check.await {
+                        let _ = done.send(());
+                    }
+                    return;
+                }
+            },
+            done = &mut final_check => {
+                if watcher.check_now() {
+                    publish_oom(&c, &dir, &publisher);
+                }
+                if let Ok(done) = done {
+                    let _ = done.send(());
+                }
+                return;
+            }
+        }
+    }
+}
+
 /// Waits for a process's exit, lets its output drain, then publishes TaskExit and wakes waiters.
 /// For the init, every exec's TaskExit is published first.
 async fn watch_exit(
@@ -740,6 +814,10 @@ async fn watch_exit(
                 c.id
             );
         }
+    }
+    if is_init {
+        // TaskOOM, if the init was OOM-killed, must precede its TaskExit.
+        c.final_oom_check(Duration::from_secs(1)).await;
     }
     let _op = p.op.lock().await;
     publisher.publish(
@@ -1177,8 +1255,24 @@ impl Task for Service {
         result.map(|()| Empty::new())
     }
 
-    async fn stats(&self, _: &TtrpcContext, _: api::StatsRequest) -> Result<api::StatsResponse> {
-        Err(unimplemented("Stats"))
+    async fn stats(&self, _: &TtrpcContext, req: api::StatsRequest) -> Result<api::StatsResponse> {
+        let c = self.container(&req.id)?;
+        let cg = c.cgroup.as_ref().ok_or_else(|| {
+            status(
+                ttrpc::Code::NOT_FOUND,
+                format!("container {}: no cgroup known for it", c.id),
+            )
+        })?;
+        let any = cg.metrics_any().map_err(|e| {
+            status(
+                ttrpc::Code::INTERNAL,
+                format!("container {}: reading cgroup metrics: {e}", c.id),
+            )
+        })?;
+        Ok(api::StatsResponse {
+            stats: MessageField::some(any),
+            ..Default::default()
+        })
     }
 }
 

@@ -40,7 +40,8 @@ pub fn read_optional(path: &Path) -> io::Result<Option<String>> {
 /// Parses a single-number file such as `memory.usage_in_bytes`.
 pub fn parse_u64(text: &str, path: &Path) -> io::Result<u64> {
     let t = text.trim();
-    t.parse().map_err(|_| invalid(path, format!("{t:?} is not a number")))
+    t.parse()
+        .map_err(|_| invalid(path, format!("{t:?} is not a number")))
 }
 
 /// Reads a single-number file; `Ok(None)` when the file does not exist.

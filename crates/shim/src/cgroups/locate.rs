@@ -206,18 +206,6 @@ impl ContainerCgroup {
     }
 }
 
-/// The memory cgroup directory of a container's init: what `OomWatcher::arm` and
-/// `memory_figures` take.
-pub fn memory_cgroup_dir(pid: i32) -> io::Result<PathBuf> {
-    let cg = ContainerCgroup::of_pid(pid)?;
-    cg.memory_dir().map(Path::to_path_buf).ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("pid {pid}: the host has no memory cgroup controller"),
-        )
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -60,6 +60,9 @@ mod tests {
 
     #[test]
     fn a_plain_directory_is_legacy() {
-        assert_eq!(detect(Path::new("/tmp")).expect("statfs /tmp"), Mode::Legacy);
+        assert_eq!(
+            detect(Path::new("/tmp")).expect("statfs /tmp"),
+            Mode::Legacy
+        );
     }
 }
