@@ -3,7 +3,7 @@
 //!
 //! Annotations: `io.scribe.log.driver` (`json-file` or `none`), `io.scribe.log.max-size`,
 //! `io.scribe.log.max-file`, `io.scribe.log.compress`, `io.scribe.log.tag` (Docker's json-file
-//! options), `io.scribe.container-log` (`true`/`false`).
+//! options), `io.scribe.container-log` and `io.scribe.runtime-log` (`true`/`false`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,6 +15,7 @@ use crate::options::Settings;
 const DRIVER_ANNOTATION: &str = "io.scribe.log.driver";
 const OPT_PREFIX: &str = "io.scribe.log.";
 const CONTAINER_LOG_ANNOTATION: &str = "io.scribe.container-log";
+const RUNTIME_LOG_ANNOTATION: &str = "io.scribe.runtime-log";
 /// Annotations that carry the image reference (CRI, and containerd's own when set).
 const IMAGE_ANNOTATIONS: [&str; 2] = ["io.kubernetes.cri.image-name", "io.containerd.image.name"];
 
@@ -68,6 +69,7 @@ impl SpecInfo {
 pub struct LogConfig {
     pub root: PathBuf,
     pub container_log: bool,
+    pub runtime_log: bool,
     /// `Some` when the json-file driver is on.
     pub json_file: Option<JsonFileOptions>,
 }
@@ -99,19 +101,18 @@ pub fn resolve(settings: &Settings, spec: &SpecInfo) -> Result<LogConfig, String
             ))
         }
     };
-    let container_log = match a.get(CONTAINER_LOG_ANNOTATION).map(String::as_str) {
-        None => settings.container_log,
-        Some("true") => true,
-        Some("false") => false,
-        Some(v) => {
-            return Err(format!(
-                "{CONTAINER_LOG_ANNOTATION}={v:?}: expected true or false"
-            ))
-        }
+    let flag = |key: &str, default: bool| match a.get(key).map(String::as_str) {
+        None => Ok(default),
+        Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(v) => Err(format!("{key}={v:?}: expected true or false")),
     };
+    let container_log = flag(CONTAINER_LOG_ANNOTATION, settings.container_log)?;
+    let runtime_log = flag(RUNTIME_LOG_ANNOTATION, settings.runtime_log)?;
     Ok(LogConfig {
         root: PathBuf::from(&settings.log_root),
         container_log,
+        runtime_log,
         json_file,
     })
 }

@@ -45,6 +45,9 @@ pub struct Settings {
     /// Write lifecycle records to `container.log`.
     #[serde(default = "default_true")]
     pub container_log: bool,
+    /// Keep the OCI runtime's log lines as records in `runtime.log`.
+    #[serde(default = "default_true")]
+    pub runtime_log: bool,
     /// Built-in log driver for container output: empty/`none`, or `json-file`.
     #[serde(default)]
     pub log_driver: String,
@@ -76,6 +79,7 @@ impl Settings {
             shim_cgroup: String::new(),
             log_root: default_log_root(),
             container_log: true,
+            runtime_log: true,
             log_driver: String::new(),
             log_opts: BTreeMap::new(),
         }
@@ -190,6 +194,8 @@ struct TomlOptions {
     log_root: Option<String>,
     #[serde(rename = "ContainerLog")]
     container_log: Option<bool>,
+    #[serde(rename = "RuntimeLog")]
+    runtime_log: Option<bool>,
     #[serde(rename = "LogDriver")]
     log_driver: Option<String>,
     #[serde(rename = "LogOpts")]
@@ -227,6 +233,9 @@ impl Settings {
         }
         if let Some(v) = o.container_log {
             self.container_log = v;
+        }
+        if let Some(v) = o.runtime_log {
+            self.runtime_log = v;
         }
         if let Some(v) = o.log_driver {
             self.log_driver = v;

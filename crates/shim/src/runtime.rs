@@ -6,7 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use scribe_io::runclog::{Level, RuntimeLogFollower};
+use std::sync::Arc;
+
+use scribe_events::{Level as EventLevel, RuntimeLog, RuntimeRecord, Timestamp};
+use scribe_io::runclog::{Level, RuntimeLogFollower, RuntimeLogLine};
 use tokio::io::AsyncReadExt;
 
 use crate::options::Settings;
@@ -39,10 +42,12 @@ pub struct ProcessStdio {
 }
 
 /// One container's view of the runtime: which binary, which root, which log file.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Runtime {
     settings: Settings,
     log: PathBuf,
+    /// Where the runtime's own log lines are kept as runtime-log records.
+    records: Option<Arc<RuntimeLog>>,
 }
 
 impl Runtime {
@@ -51,6 +56,42 @@ impl Runtime {
         Runtime {
             settings,
             log: bundle.join("log.json"),
+            records: None,
+        }
+    }
+
+    /// Also turns every line the runtime writes to log.json into a runtime.log record.
+    pub fn with_records(mut self, records: Option<Arc<RuntimeLog>>) -> Runtime {
+        self.records = records;
+        self
+    }
+
+    /// Appends what the runtime logged during one invocation to runtime.log.
+    fn keep_records(&self, lines: &[RuntimeLogLine], pid: u32) {
+        let Some(sink) = &self.records else {
+            return;
+        };
+        let component = Path::new(&self.settings.binary_name)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| self.settings.binary_name.clone());
+        for line in lines {
+            let level = EventLevel::from_foreign(line.level.as_str()).unwrap_or(EventLevel::Info);
+            let mut rec =
+                RuntimeRecord::new(level, component.clone(), line.msg.clone()).with_pid(pid);
+            if let Some(t) = line
+                .timestamp()
+                .and_then(|t| Timestamp::from_system_time(t).ok())
+            {
+                rec.timestamp = t;
+            }
+            if let Some(err) = line.fields.get("error").and_then(|v| v.as_str()) {
+                rec = rec.with_error(err);
+            }
+            if let Err(e) = sink.append(&rec) {
+                log::error!("writing runtime.log record: {e}");
+                return;
+            }
         }
     }
 
@@ -256,15 +297,19 @@ impl Runtime {
                 }
             );
         }
+        let pid = child.id();
         let code: ExitCode = exited
             .await
             .map_err(|_| self.error(action, "lost the runtime's exit status".to_string()))?;
+        let lines = log
+            .as_mut()
+            .and_then(|f| f.drain().ok())
+            .unwrap_or_default();
+        self.keep_records(&lines, pid);
         if code == 0 {
             return Ok(stdout);
         }
-        let message = log
-            .as_mut()
-            .and_then(|f| f.drain().ok())
+        let message = Some(lines)
             .and_then(|lines| {
                 lines
                     .iter()

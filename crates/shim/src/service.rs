@@ -19,7 +19,7 @@ use containerd_shim_protos::shim::oci::ProcessDetails;
 use containerd_shim_protos::shim_async::Task;
 use containerd_shim_protos::topics;
 use containerd_shim_protos::ttrpc::{self, r#async::TtrpcContext};
-use scribe_events::{ContainerEvent, ContainerRecord, ContainerStatus, Publisher};
+use scribe_events::{ContainerEvent, ContainerRecord, ContainerStatus, Publisher, RuntimeLog};
 use scribe_io::binary::DEFAULT_STOP_GRACE;
 use scribe_io::console::ConsoleSocket;
 use scribe_io::jsonfile::{JsonFileWriter, TagInfo};
@@ -109,6 +109,7 @@ struct Prepared {
     spec: SpecInfo,
     logs: logconfig::LogConfig,
     recorder: Arc<Recorder>,
+    runtime_log: Option<Arc<RuntimeLog>>,
 }
 
 /// The message of a ttrpc error, for records.
@@ -309,12 +310,24 @@ impl Service {
             &self.namespace,
             id,
         ));
+        let runtime_log = if logs.runtime_log {
+            match RuntimeLog::open(&logs.root, &self.namespace, id) {
+                Ok(l) => Some(Arc::new(l)),
+                Err(e) => {
+                    log::error!("container {id}: runtime.log disabled: {e}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         Ok(Prepared {
             bundle,
             settings,
             spec,
             logs,
             recorder,
+            runtime_log,
         })
     }
 
@@ -358,7 +371,7 @@ impl Service {
             ));
         }
         let bundle = p.bundle.clone();
-        let runtime = Runtime::new(p.settings.clone(), &bundle);
+        let runtime = Runtime::new(p.settings.clone(), &bundle).with_records(p.runtime_log.clone());
         let json = self.open_json_log(id, p)?;
         let rootfs = bundle.join("rootfs");
         let mounts: Vec<MountSpec> = req
