@@ -88,7 +88,19 @@ pub fn run(flags: &Flags) -> Result<(), String> {
     let path = socket_path(&socket_dir, &grpc_address, &flags.namespace, &group);
     match bind_or_reuse(&path).map_err(|e| format!("shim socket: {e}"))? {
         Bound::Existing => {}
-        Bound::New(listener) => spawn_daemon(flags, &bundle, listener)?,
+        Bound::New(listener) => {
+            let daemon = spawn_daemon(flags, &bundle, listener)?;
+            if !settings.shim_cgroup.is_empty() {
+                if let Err(e) = crate::cgroups::join(daemon, &settings.shim_cgroup) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(daemon as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                    let _ = std::fs::remove_file(&path);
+                    return Err(format!("moving the shim into ShimCgroup: {e}"));
+                }
+            }
+        }
     }
     let address = address_of(&path);
     let address_file = bundle.join("address");
@@ -100,7 +112,7 @@ pub fn run(flags: &Flags) -> Result<(), String> {
         .map_err(|e| format!("printing address: {e}"))
 }
 
-fn spawn_daemon(flags: &Flags, bundle: &Path, listener: UnixListener) -> Result<(), String> {
+fn spawn_daemon(flags: &Flags, bundle: &Path, listener: UnixListener) -> Result<u32, String> {
     let exe = std::env::current_exe().map_err(|e| format!("finding own executable: {e}"))?;
     let mut cmd = Command::new(exe);
     cmd.args(["-namespace", &flags.namespace, "-id", &flags.id])
@@ -137,9 +149,10 @@ fn spawn_daemon(flags: &Flags, bundle: &Path, listener: UnixListener) -> Result<
             Ok(())
         });
     }
-    cmd.spawn()
+    let child = cmd
+        .spawn()
         .map_err(|e| format!("starting shim daemon: {e}"))?;
-    Ok(())
+    Ok(child.id())
 }
 
 #[cfg(test)]

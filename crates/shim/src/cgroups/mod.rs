@@ -9,6 +9,7 @@
 //! through the shim's tokio reactor.
 
 mod files;
+mod join;
 mod locate;
 mod mode;
 mod oom;
@@ -16,5 +17,6 @@ mod stats;
 #[cfg(test)]
 mod testutil;
 
+pub use join::join;
 pub use locate::ContainerCgroup;
 pub use oom::{memory_figures, OomWatcher};
