@@ -14,10 +14,9 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use protobuf::MessageFull;
 use tokio::time::Instant;
 
-use crate::envelope::{forward_request, to_any};
+use crate::envelope::{forward_request, to_any, TaskEvent};
 use crate::queue::Queue;
 use crate::sender::{self, Pending};
 
@@ -105,7 +104,7 @@ impl Publisher {
 
     /// Enqueues `event` under `topic` (e.g. `/tasks/exit`), stamped now.
     /// Never blocks; events leave strictly in the order they were enqueued.
-    pub fn publish<M: MessageFull>(&self, topic: &str, event: &M) {
+    pub fn publish<M: TaskEvent>(&self, topic: &str, event: &M) {
         let any = match to_any(event) {
             Ok(any) => any,
             Err(e) => {
