@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 use crate::binary::{BinaryLogger, DEFAULT_READY_TIMEOUT};
 use crate::framing::LineFramer;
 use crate::jsonfile::JsonFileWriter;
+use crate::relay::{splice_some, CHUNK};
 use crate::stream::Stream;
 use crate::uri::StdioUri;
 
@@ -278,7 +279,7 @@ impl Relay {
                     spec.to_string()
                 },
             };
-            relay.outputs.push(tokio::spawn(copy_out(rx, out)));
+            relay.outputs.push(tokio::spawn(relay_output(rx, out)));
         }
         if !stdin.is_empty() {
             let path = Path::new(stdin);
@@ -418,6 +419,75 @@ impl Output {
             framer.finish(|m| log.write(stream, m.bytes, name));
         }
     }
+}
+
+/// Relays one output stream: zero-copy `splice(2)` when the bytes go to a single destination
+/// untransformed, a read/write copy when they are also framed into the json-file log.
+async fn relay_output(rx: pipe::Receiver, mut out: Output) {
+    // splice(2) needs a pipe on both ends (an O_APPEND file refuses it): FIFOs and logger pipes.
+    let pipe_sink = matches!(out.sink, Some(Sink::Fifo { .. } | Sink::Pipe(_)));
+    if out.json.is_none() && pipe_sink {
+        if let Some(sink) = out.sink.take() {
+            match splice_out(&rx, &sink).await {
+                Ok(()) => return,
+                // A failed splice moved nothing: the copy loop takes over with the same sink
+                // (and reports the error again if the destination is really gone).
+                Err(e) => log::warn!("splice to {} failed ({e}); copying instead", out.name),
+            }
+            out.sink = Some(sink);
+        }
+    }
+    copy_out(rx, out).await;
+}
+
+/// Moves bytes from the container's pipe to the sink with `splice(2)` until EOF.
+async fn splice_out(rx: &pipe::Receiver, sink: &Sink) -> io::Result<()> {
+    let tx = match sink {
+        Sink::Fifo { tx, .. } | Sink::Pipe(tx) => tx,
+        Sink::File(_) => return Err(io::Error::other("splice needs a pipe destination")),
+    };
+    loop {
+        rx.readable().await?;
+        tx.writable().await?;
+        let moved = splice_some(rx, tx, CHUNK, true);
+        match moved {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // One side would block: find which, and clear only its readiness so the next
+                // wait is for the right edge.
+                let (readable, writable) = poll_now(rx, tx);
+                if !readable {
+                    let _ = rx.try_io(|| Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock)));
+                }
+                if !writable {
+                    let _ = tx.try_io(|| Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock)));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Whether the pipe has data (or EOF) and the destination pipe has room, right now.
+fn poll_now(rx: &pipe::Receiver, tx: &pipe::Sender) -> (bool, bool) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let mut fds = [
+        PollFd::new(rx.as_fd(), PollFlags::POLLIN),
+        PollFd::new(tx.as_fd(), PollFlags::POLLOUT),
+    ];
+    if poll(&mut fds, PollTimeout::ZERO).is_err() {
+        return (true, true);
+    }
+    let ready = |i: usize, want: PollFlags| {
+        fds.get(i)
+            .and_then(|f| f.revents())
+            .map(|r| r.intersects(want | PollFlags::POLLHUP | PollFlags::POLLERR))
+            .unwrap_or(true)
+    };
+    (ready(0, PollFlags::POLLIN), ready(1, PollFlags::POLLOUT))
 }
 
 async fn copy_out(mut rx: pipe::Receiver, mut out: Output) {
