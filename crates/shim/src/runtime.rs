@@ -34,6 +34,20 @@ impl std::fmt::Display for RuntimeError {
 
 impl std::error::Error for RuntimeError {}
 
+/// What a checkpoint should do (containerd's runc `CheckpointOptions`).
+#[derive(Debug, Default, Clone)]
+pub struct CheckpointOpts {
+    pub image_path: String,
+    pub work_path: String,
+    pub exit: bool,
+    pub open_tcp: bool,
+    pub external_unix_sockets: bool,
+    pub terminal: bool,
+    pub file_locks: bool,
+    pub empty_namespaces: Vec<String>,
+    pub cgroups_mode: String,
+}
+
 /// The stdio a runtime command hands to the container process it creates.
 pub struct ProcessStdio {
     pub stdin: Stdio,
@@ -191,6 +205,40 @@ impl Runtime {
     pub async fn update(&self, id: &str, resources: &Path) -> Result<(), RuntimeError> {
         let file = resources.display().to_string();
         self.simple(&["update", "--resources", &file, id]).await
+    }
+
+    /// `checkpoint`: dumps the container with CRIU into `image_path`.
+    pub async fn checkpoint(&self, id: &str, opts: &CheckpointOpts) -> Result<(), RuntimeError> {
+        let mut args: Vec<String> = vec![
+            "checkpoint".into(),
+            "--image-path".into(),
+            opts.image_path.clone(),
+        ];
+        if !opts.work_path.is_empty() {
+            args.extend(["--work-path".into(), opts.work_path.clone()]);
+        }
+        if !opts.exit {
+            args.push("--leave-running".into());
+        }
+        for (on, flag) in [
+            (opts.open_tcp, "--tcp-established"),
+            (opts.external_unix_sockets, "--ext-unix-sk"),
+            (opts.terminal, "--shell-job"),
+            (opts.file_locks, "--file-locks"),
+        ] {
+            if on {
+                args.push(flag.into());
+            }
+        }
+        for ns in &opts.empty_namespaces {
+            args.extend(["--empty-ns".into(), ns.clone()]);
+        }
+        if !opts.cgroups_mode.is_empty() {
+            args.extend(["--manage-cgroups-mode".into(), opts.cgroups_mode.clone()]);
+        }
+        args.push(id.into());
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.simple(&refs).await
     }
 
     /// `kill [--all] <id> <signal>`.

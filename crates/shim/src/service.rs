@@ -15,7 +15,7 @@ use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::well_known_types::empty::Empty;
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim_protos::protobuf::{Message, MessageField};
-use containerd_shim_protos::shim::oci::ProcessDetails;
+use containerd_shim_protos::shim::oci::{CheckpointOptions, ProcessDetails};
 use containerd_shim_protos::shim_async::Task;
 use containerd_shim_protos::topics;
 use containerd_shim_protos::ttrpc::{self, r#async::TtrpcContext};
@@ -35,7 +35,7 @@ use crate::options::Settings;
 use crate::process::{Exit, Process, Status, StdioPaths};
 use crate::reaper::Reaper;
 use crate::records::Recorder;
-use crate::runtime::{ProcessStdio, Runtime, RuntimeError};
+use crate::runtime::{CheckpointOpts, ProcessStdio, Runtime, RuntimeError};
 
 /// How long a process's output may keep flowing after it exited before TaskExit is published
 /// anyway. Only a stray grandchild holding the stdio pipes open makes this wait; the copy goes on
@@ -524,6 +524,66 @@ impl Service {
                 },
             );
         }
+        Ok(())
+    }
+
+    /// Checkpoints the container through the runtime (CRIU) and publishes TaskCheckpointed.
+    async fn checkpoint_container(
+        &self,
+        c: &Arc<Container>,
+        req: &api::CheckpointTaskRequest,
+    ) -> Result<()> {
+        let id = &c.id;
+        let mut opts = CheckpointOpts {
+            image_path: req.path.clone(),
+            ..Default::default()
+        };
+        if let Some(any) = req.options.as_ref().filter(|a| !a.value.is_empty()) {
+            let o = CheckpointOptions::parse_from_bytes(&any.value).map_err(|e| {
+                status(
+                    ttrpc::Code::INVALID_ARGUMENT,
+                    format!("container {id}: checkpoint options ({}): {e}", any.type_url),
+                )
+            })?;
+            if !o.image_path.is_empty() {
+                opts.image_path = o.image_path;
+            }
+            opts.work_path = o.work_path;
+            opts.exit = o.exit;
+            opts.open_tcp = o.open_tcp;
+            opts.external_unix_sockets = o.external_unix_sockets;
+            opts.terminal = o.terminal;
+            opts.file_locks = o.file_locks;
+            opts.empty_namespaces = o.empty_namespaces;
+            opts.cgroups_mode = o.cgroups_mode;
+        }
+        if opts.image_path.is_empty() {
+            return Err(status(
+                ttrpc::Code::INVALID_ARGUMENT,
+                format!("container {id}: checkpoint needs an image path"),
+            ));
+        }
+        if c.init.status() != Status::Running && c.init.status() != Status::Paused {
+            return Err(status(
+                ttrpc::Code::FAILED_PRECONDITION,
+                format!(
+                    "container {id}: cannot checkpoint a {:?} container",
+                    c.init.status()
+                ),
+            ));
+        }
+        c.runtime
+            .checkpoint(id, &opts)
+            .await
+            .map_err(|e| runtime_error(id, e))?;
+        self.publisher.publish(
+            topics::TASK_CHECKPOINTED_EVENT_TOPIC,
+            &ev::TaskCheckpointed {
+                container_id: id.clone(),
+                checkpoint: opts.image_path.clone(),
+                ..Default::default()
+            },
+        );
         Ok(())
     }
 
@@ -1251,8 +1311,14 @@ impl Task for Service {
         Ok(Empty::new())
     }
 
-    async fn checkpoint(&self, _: &TtrpcContext, _: api::CheckpointTaskRequest) -> Result<Empty> {
-        Err(unimplemented("Checkpoint"))
+    async fn checkpoint(&self, _: &TtrpcContext, req: api::CheckpointTaskRequest) -> Result<Empty> {
+        let c = self.container(&req.id)?;
+        let result = self.checkpoint_container(&c, &req).await;
+        c.life.recorder.record(match &result {
+            Ok(()) => ContainerRecord::checkpoint(&c.id, record_status(&c.init)),
+            Err(e) => ContainerRecord::failed(ContainerEvent::Checkpoint, &c.id, error_text(e)),
+        });
+        result.map(|()| Empty::new())
     }
 
     async fn resize_pty(&self, _: &TtrpcContext, req: api::ResizePtyRequest) -> Result<Empty> {
