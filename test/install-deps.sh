@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Scribe needs to build and run containers, when missing.
 set -euo pipefail
-pkgs=(containerd runc busybox-static)
+pkgs=(containerd runc busybox-static protobuf-compiler)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -17,6 +17,7 @@
 
 pub mod cmd;
 pub mod containerd;
+pub mod cri;
 pub mod events;
 pub mod procs;
 
