@@ -278,6 +278,7 @@ impl Relay {
                 } else {
                     spec.to_string()
                 },
+                shed: 0,
             };
             relay.outputs.push(tokio::spawn(relay_output(rx, out)));
         }
@@ -329,6 +330,7 @@ impl Relay {
             json: json.map(|log| (LineFramer::new(log.max_line), log)),
             stream: Stream::Stdout,
             name: format!("terminal of {}", stdio.id),
+            shed: 0,
         };
         relay
             .outputs
@@ -395,6 +397,65 @@ struct Output {
     json: Option<(LineFramer, std::sync::Arc<JsonLog>)>,
     stream: Stream,
     name: String,
+    /// Bytes dropped from a FIFO nobody read (see `write_or_shed`).
+    shed: u64,
+}
+
+/// How long a FIFO may stay full, with nobody reading it, before its oldest bytes are dropped.
+const FIFO_STALL: Duration = Duration::from_secs(2);
+/// Once a reader was found stopped: how long a full FIFO waits before it is emptied again (a
+/// reader that came back, e.g. `ctr task attach`, drains a FIFO well within this).
+const FIFO_STALL_AGAIN: Duration = Duration::from_millis(50);
+
+/// Writes to a FIFO; when it stays full for [`FIFO_STALL`] (the reader stopped, e.g. a detached
+/// `ctr run -d` exited), drops the oldest bytes queued in it through the read end the shim holds,
+/// so that the container and its json-file log keep going. Used only when a json-file log holds
+/// every byte anyway; without one, a stopped reader blocks the container as a pipe would.
+async fn write_or_shed(
+    tx: &mut pipe::Sender,
+    hold: &File,
+    buf: &[u8],
+    shed: &mut u64,
+    name: &str,
+) -> io::Result<()> {
+    let mut rest = buf;
+    while !rest.is_empty() {
+        let patience = if *shed == 0 {
+            FIFO_STALL
+        } else {
+            FIFO_STALL_AGAIN
+        };
+        match tokio::time::timeout(patience, tx.writable()).await {
+            Ok(ready) => {
+                ready?;
+                match tx.try_write(rest) {
+                    Ok(n) => rest = &rest[n..],
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(_stalled) => {
+                // Empty what is queued (a pipe holds 64 KiB by default; bounded in case a writer
+                // we do not know of keeps filling it).
+                let mut scratch = [0u8; 16 * 1024];
+                let mut n = 0;
+                for _ in 0..64 {
+                    match nix::unistd::read(hold.as_raw_fd(), &mut scratch) {
+                        Ok(0) | Err(nix::Error::EAGAIN) => break,
+                        Ok(got) => n += got,
+                        Err(e) => return Err(io::Error::from(e)),
+                    }
+                }
+                if *shed == 0 {
+                    log::warn!(
+                        "nobody read {name} for {FIFO_STALL:?}: dropping its oldest bytes so the container keeps running (its json-file log keeps everything)"
+                    );
+                }
+                *shed += n as u64;
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Output {
@@ -404,7 +465,15 @@ impl Output {
             framer.push(chunk, |m| log.write(stream, m.bytes, name));
         }
         if let Some(sink) = &mut self.sink {
-            if let Err(e) = sink.write_all(chunk).await {
+            let written = match (sink, self.json.is_some()) {
+                // With a json-file log the container's output is on record whatever the FIFO
+                // reader does, so a reader that stopped reading does not stall the container.
+                (Sink::Fifo { tx, _hold }, true) => {
+                    write_or_shed(tx, _hold, chunk, &mut self.shed, &self.name).await
+                }
+                (sink, _) => sink.write_all(chunk).await,
+            };
+            if let Err(e) = written {
                 // The destination is gone for good; the other destinations keep getting the
                 // bytes, and the pipe keeps draining so the container is not blocked forever.
                 log::error!("writing container output to {}: {e}", self.name);
@@ -414,6 +483,13 @@ impl Output {
     }
 
     fn finish(&mut self) {
+        if self.shed > 0 {
+            log::warn!(
+                "{}: {} bytes were dropped from the FIFO while nobody read it",
+                self.name,
+                self.shed
+            );
+        }
         if let Some((framer, log)) = &mut self.json {
             let (stream, name) = (self.stream, &self.name);
             framer.finish(|m| log.write(stream, m.bytes, name));
