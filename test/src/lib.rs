@@ -20,6 +20,7 @@ pub mod containerd;
 pub mod cri;
 pub mod events;
 pub mod procs;
+pub mod records;
 
 pub use cmd::{CmdOutput, Spawned};
 pub use containerd::{Containerd, ContainerdBuilder, TaskInfo};
