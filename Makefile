@@ -1,7 +1,7 @@
 # Scribe: containerd-shim-scribe-v2.
 #   make demo   install what is missing, build, run a container through a private containerd
 #   make test   everything: format, lint, unit tests, end-to-end on containerd 1.6, 1.7 and 2.1
-#   make bench  benchmarks side by side with containerd's own shims
+#   make bench  benchmarks side by side with containerd's own shims (docs/benchmarks.md)
 
 CARGO        ?= cargo
 SHIM         := target/release/containerd-shim-scribe-v2
@@ -9,7 +9,9 @@ E2E_VERSIONS ?= 1.6 1.7 2.1
 E2E_THREADS  ?= 2
 PREFIX       ?= /usr/local
 
-.PHONY: all deps build demo test check unit e2e fetch-containerd install clean
+BENCH_ARGS   ?=
+
+.PHONY: all deps build demo test check unit e2e fetch-containerd install clean bench
 
 all: build
 
@@ -37,6 +39,12 @@ e2e: build fetch-containerd
 	test/run-e2e.sh $(E2E_VERSIONS) -- --test-threads=$(E2E_THREADS)
 
 test: deps check unit e2e
+
+# Side by side with Debian's containerd-shim-runc-v2 (and the crates.io containerd-runc-shim,
+# installed into .cache on first use); rewrites the generated part of docs/benchmarks.md.
+# `make bench BENCH_ARGS=--quick` is a short smoke run that leaves the page alone.
+bench: build
+	$(CARGO) run -q -p scribe-bench -- --md docs/benchmarks.md $(BENCH_ARGS)
 
 install: build
 	install -D -m 0755 $(SHIM) $(DESTDIR)$(PREFIX)/bin/containerd-shim-scribe-v2

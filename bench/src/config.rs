@@ -1,0 +1,171 @@
+//! Command-line flags (each also settable as `SCRIBE_BENCH_<NAME>` in the environment).
+
+use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
+
+pub const USAGE: &str = "\
+scribe-bench: Scribe (io.containerd.scribe.v2) side by side with containerd's Go runc shim
+(io.containerd.runc.v2) and the crates.io Rust runc shim, in one private containerd.
+
+usage: scribe-bench [--quick] [options]
+
+  --quick                     smoke run: small counts, 128 MiB relays, no docs written
+  --idle N                    idle single-container shims per runtime (20)
+  --pod N                     containers in the grouped pod per runtime (10)
+  --idle-cpu-secs S           idle CPU window in seconds (30)
+  --latency-runs N            `ctr run --rm ... true` runs per runtime (30)
+  --concurrent N              containers started at once (20)
+  --concurrent-rounds N       rounds of the concurrent start/teardown (5)
+  --relay-mib N               MiB relayed per throughput run (1024)
+  --relay-reps N              repetitions of each relay case (5)
+  --runtimes LIST             comma-separated subset of scribe,go,rust (all)
+  --rust-shim PATH            use this Rust runc shim binary instead of installing one
+  --rust-install-timeout S    give `cargo install containerd-runc-shim` this long (900)
+  --no-rust-install           never run `cargo install`; use the Rust shim only if cached
+  --md PATH                   write the results into PATH (between generated-section markers)
+  -h, --help                  this text
+
+Every option can also come from the environment: SCRIBE_BENCH_IDLE=5, SCRIBE_BENCH_QUICK=1,
+SCRIBE_BENCH_MD=docs/benchmarks.md, ... (a flag wins over the environment).
+";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub quick: bool,
+    pub idle: usize,
+    pub pod: usize,
+    pub idle_cpu_secs: u64,
+    pub latency_runs: usize,
+    pub concurrent: usize,
+    pub concurrent_rounds: usize,
+    pub relay_mib: u64,
+    pub relay_reps: usize,
+    pub runtimes: Vec<String>,
+    pub rust_shim: Option<PathBuf>,
+    pub rust_install_timeout: u64,
+    pub no_rust_install: bool,
+    pub md: Option<PathBuf>,
+    /// The command line, as run (for the report).
+    pub command: String,
+}
+
+/// Flags that take a value, and the boolean ones.
+const VALUED: &[&str] = &[
+    "idle",
+    "pod",
+    "idle-cpu-secs",
+    "latency-runs",
+    "concurrent",
+    "concurrent-rounds",
+    "relay-mib",
+    "relay-reps",
+    "runtimes",
+    "rust-shim",
+    "rust-install-timeout",
+    "md",
+];
+const SWITCHES: &[&str] = &["quick", "no-rust-install"];
+
+fn env_name(flag: &str) -> String {
+    format!("SCRIBE_BENCH_{}", flag.replace('-', "_").to_uppercase())
+}
+
+impl Config {
+    /// Parses `args` (without argv[0]); `Ok(None)` when help was asked for.
+    pub fn parse(args: &[String]) -> Result<Option<Config>> {
+        let mut given: std::collections::BTreeMap<&'static str, String> = Default::default();
+        let mut i = 0;
+        while i < args.len() {
+            let a = args[i].as_str();
+            if a == "-h" || a == "--help" {
+                return Ok(None);
+            }
+            let Some(name) = a.strip_prefix("--") else {
+                bail!("unexpected argument {a:?} (see --help)");
+            };
+            let (name, inline) = match name.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (name, None),
+            };
+            if let Some(f) = SWITCHES.iter().find(|f| **f == name) {
+                given.insert(f, inline.unwrap_or_else(|| "1".into()));
+            } else if let Some(f) = VALUED.iter().find(|f| **f == name) {
+                let v = match inline {
+                    Some(v) => v,
+                    None => {
+                        i += 1;
+                        args.get(i)
+                            .cloned()
+                            .with_context(|| format!("--{name} needs a value"))?
+                    }
+                };
+                given.insert(f, v);
+            } else {
+                bail!("unknown option --{name} (see --help)");
+            }
+            i += 1;
+        }
+        let get = |flag: &'static str| -> Option<String> {
+            given
+                .get(flag)
+                .cloned()
+                .or_else(|| std::env::var(env_name(flag)).ok())
+                .filter(|v| !v.is_empty())
+        };
+        let switch = |flag: &'static str| -> Result<bool> {
+            match get(flag).as_deref() {
+                None | Some("0") | Some("false") | Some("no") => Ok(false),
+                Some("1") | Some("true") | Some("yes") => Ok(true),
+                Some(v) => bail!("--{flag} / {}: expected 1 or 0, got {v:?}", env_name(flag)),
+            }
+        };
+        let quick = switch("quick")?;
+        let num = |flag: &'static str, full: u64, quick_v: u64| -> Result<u64> {
+            match get(flag) {
+                Some(v) => v
+                    .parse::<u64>()
+                    .with_context(|| format!("--{flag} / {}: not a number: {v:?}", env_name(flag))),
+                None => Ok(if quick { quick_v } else { full }),
+            }
+        };
+        let runtimes: Vec<String> = get("runtimes")
+            .unwrap_or_else(|| "scribe,go,rust".into())
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        for r in &runtimes {
+            if !["scribe", "go", "rust"].contains(&r.as_str()) {
+                bail!("--runtimes: unknown runtime {r:?} (known: scribe, go, rust)");
+            }
+        }
+        if !runtimes.iter().any(|r| r == "scribe") {
+            bail!("--runtimes must include scribe (every figure is a ratio to it)");
+        }
+        let cfg = Config {
+            quick,
+            idle: num("idle", 20, 3)? as usize,
+            pod: num("pod", 10, 3)? as usize,
+            idle_cpu_secs: num("idle-cpu-secs", 30, 5)?,
+            latency_runs: num("latency-runs", 30, 5)? as usize,
+            concurrent: num("concurrent", 20, 5)? as usize,
+            concurrent_rounds: num("concurrent-rounds", 5, 1)? as usize,
+            relay_mib: num("relay-mib", 1024, 128)?,
+            relay_reps: num("relay-reps", 5, 1)? as usize,
+            runtimes,
+            rust_shim: get("rust-shim").map(PathBuf::from),
+            rust_install_timeout: num("rust-install-timeout", 900, 900)?,
+            // A smoke run never spends minutes compiling a peer.
+            no_rust_install: switch("no-rust-install")? || quick,
+            md: get("md").map(PathBuf::from),
+            command: std::iter::once("scribe-bench".to_string())
+                .chain(args.iter().cloned())
+                .collect::<Vec<_>>()
+                .join(" "),
+        };
+        if cfg.relay_mib == 0 || cfg.latency_runs == 0 || cfg.relay_reps == 0 {
+            bail!("--relay-mib, --latency-runs and --relay-reps must be at least 1");
+        }
+        Ok(Some(cfg))
+    }
+}
