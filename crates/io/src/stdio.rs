@@ -64,9 +64,12 @@ impl JsonLog {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self, stream: Stream, line: &[u8], name: &str) {
+    fn write_batch(&self, stream: Stream, batch: &MessageBatch, name: &str) {
+        if batch.ends.is_empty() {
+            return;
+        }
         let time = std::time::SystemTime::now();
-        match self.lock().write(stream, line, time) {
+        match self.lock().write_many(stream, &batch.messages(), time) {
             Ok(w) => {
                 if let Some(lost) = w.resumed_after {
                     log::warn!(
@@ -279,6 +282,7 @@ impl Relay {
                     spec.to_string()
                 },
                 shed: 0,
+                batch: MessageBatch::default(),
             };
             relay.outputs.push(tokio::spawn(relay_output(rx, out)));
         }
@@ -331,6 +335,7 @@ impl Relay {
             stream: Stream::Stdout,
             name: format!("terminal of {}", stdio.id),
             shed: 0,
+            batch: MessageBatch::default(),
         };
         relay
             .outputs
@@ -399,6 +404,47 @@ struct Output {
     name: String,
     /// Bytes dropped from a FIFO nobody read (see `write_or_shed`).
     shed: u64,
+    /// The json-file messages of one read, reused between reads.
+    batch: MessageBatch,
+}
+
+/// Messages copied out of the framer (which lends them only inside its callback), kept in one
+/// buffer so a batch costs no allocation once warm.
+#[derive(Default)]
+struct MessageBatch {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl MessageBatch {
+    /// Largest buffer kept between reads; a bigger one (after a huge read) is released.
+    const KEEP: usize = 64 * 1024;
+
+    fn clear(&mut self) {
+        if self.bytes.capacity() > Self::KEEP {
+            self.bytes = Vec::new();
+            self.ends = Vec::new();
+        }
+        self.bytes.clear();
+        self.ends.clear();
+    }
+
+    fn push(&mut self, msg: &[u8]) {
+        self.bytes.extend_from_slice(msg);
+        self.ends.push(self.bytes.len());
+    }
+
+    fn messages(&self) -> Vec<&[u8]> {
+        let mut start = 0;
+        self.ends
+            .iter()
+            .map(|&end| {
+                let m = &self.bytes[start..end];
+                start = end;
+                m
+            })
+            .collect()
+    }
 }
 
 /// How long a FIFO may stay full, with nobody reading it, before its oldest bytes are dropped.
@@ -461,8 +507,11 @@ async fn write_or_shed(
 impl Output {
     async fn deliver(&mut self, chunk: &[u8]) {
         if let Some((framer, log)) = &mut self.json {
-            let (stream, name) = (self.stream, &self.name);
-            framer.push(chunk, |m| log.write(stream, m.bytes, name));
+            // Every message of this read goes to the json-file in one batch.
+            let batch = &mut self.batch;
+            batch.clear();
+            framer.push(chunk, |m| batch.push(m.bytes));
+            log.write_batch(self.stream, batch, &self.name);
         }
         if let Some(sink) = &mut self.sink {
             let written = match (sink, self.json.is_some()) {
@@ -491,8 +540,10 @@ impl Output {
             );
         }
         if let Some((framer, log)) = &mut self.json {
-            let (stream, name) = (self.stream, &self.name);
-            framer.finish(|m| log.write(stream, m.bytes, name));
+            let batch = &mut self.batch;
+            batch.clear();
+            framer.finish(|m| batch.push(m.bytes));
+            log.write_batch(self.stream, batch, &self.name);
         }
     }
 }

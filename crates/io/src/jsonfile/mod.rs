@@ -255,13 +255,72 @@ impl JsonFileWriter {
         line: &[u8],
         time: SystemTime,
     ) -> Result<Written, JsonFileError> {
-        self.buf.clear();
-        self.buf.push(b'\n'); // used only if the live file lacks a final newline
-        entry::encode_entry(&mut self.buf, line, stream, self.attrs.as_deref(), time);
+        self.write_many(stream, &[line], time)
+    }
 
+    /// Writes several messages of one stream, read at the same `time`, as consecutive entries
+    /// with as few `write(2)` calls as rotation allows: one per file they land in. One write per
+    /// entry cost about 1.3 µs per 100-byte line (76 MB/s measured); a relay read carries
+    /// hundreds of lines. `Err` means some entries were dropped (all counted); the others are
+    /// on disk.
+    pub fn write_many(
+        &mut self,
+        stream: Stream,
+        lines: &[&[u8]],
+        time: SystemTime,
+    ) -> Result<Written, JsonFileError> {
+        let mut merged = Written::default();
+        let mut first_err = None;
+        let mut i = 0;
+        while i < lines.len() {
+            self.buf.clear();
+            self.buf.push(b'\n'); // used only if the live file lacks a final newline
+            let mut j = i;
+            // Where the batch starts: after the live file's bytes, or at 0 in a fresh file when
+            // its first entry already forces a rotation.
+            let mut base = self.size;
+            while j < lines.len() {
+                let before = self.buf.len();
+                entry::encode_entry(&mut self.buf, lines[j], stream, self.attrs.as_deref(), time);
+                let batch_len = (self.buf.len() - 1) as u64;
+                if j == i {
+                    if self.should_rotate(self.buf.len() - 1) {
+                        base = 0;
+                    }
+                } else if self.max_size.is_some_and(|max| base + batch_len > max) {
+                    // A batch stays inside one file: it ends before an entry that would overflow.
+                    self.buf.truncate(before);
+                    break;
+                }
+                j += 1;
+            }
+            let bytes = lines[i..j].iter().map(|l| l.len() as u64).sum();
+            match self.commit((j - i) as u64, bytes) {
+                Ok(w) => {
+                    if merged.resumed_after.is_none() {
+                        merged.resumed_after = w.resumed_after;
+                    }
+                    if merged.warning.is_none() {
+                        merged.warning = w.warning;
+                    }
+                }
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+            i = j;
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(merged),
+        }
+    }
+
+    /// Writes the entries encoded in `buf` (rotating first when they would overflow the file).
+    fn commit(&mut self, entries: u64, bytes: u64) -> Result<Written, JsonFileError> {
         if self.file.is_none() {
             if let Err(e) = self.open_live() {
-                return Err(self.dropped(line, e));
+                return Err(self.dropped(entries, bytes, e));
             }
         }
 
@@ -273,7 +332,7 @@ impl JsonFileWriter {
                     // The old live file is gone from `path`; start a new one.
                     self.file = None;
                     if let Err(e) = self.open_live() {
-                        return Err(self.dropped(line, e));
+                        return Err(self.dropped(entries, bytes, e));
                     }
                     rotated = true;
                     self.stats.rotations += 1;
@@ -287,8 +346,8 @@ impl JsonFileWriter {
         }
 
         let start = usize::from(!self.needs_newline);
-        if let Err(e) = self.write_entry(start) {
-            return Err(self.dropped(line, e));
+        if let Err(e) = self.write_entry(start, entries) {
+            return Err(self.dropped(entries, bytes, e));
         }
 
         if rotated && self.compress {
@@ -352,7 +411,7 @@ impl JsonFileWriter {
     /// Appends `buf[start..]` in one `write(2)` (more only on a short write).
     /// On failure, cuts any fragment off again and closes the file so the next
     /// call re-opens it.
-    fn write_entry(&mut self, start: usize) -> Result<(), JsonFileError> {
+    fn write_entry(&mut self, start: usize, entries: u64) -> Result<(), JsonFileError> {
         let result = match self.file.as_mut() {
             Some(file) => write_all(file, &self.buf[start..]),
             None => Err((
@@ -367,7 +426,7 @@ impl JsonFileWriter {
         self.size += n;
         self.needs_newline = false;
         self.stats.bytes_written += n;
-        self.stats.entries_written += 1;
+        self.stats.entries_written += entries;
         Ok(())
     }
 
@@ -382,12 +441,12 @@ impl JsonFileWriter {
         JsonFileError::new(Op::Write, &self.path, e)
     }
 
-    fn dropped(&mut self, line: &[u8], mut e: JsonFileError) -> JsonFileError {
+    fn dropped(&mut self, entries: u64, bytes: u64, mut e: JsonFileError) -> JsonFileError {
         let counts = self.failing.get_or_insert_with(DropCounts::default);
-        counts.entries += 1;
-        counts.bytes += line.len() as u64;
-        self.stats.entries_dropped += 1;
-        self.stats.bytes_dropped += line.len() as u64;
+        counts.entries += entries;
+        counts.bytes += bytes;
+        self.stats.entries_dropped += entries;
+        self.stats.bytes_dropped += bytes;
         e.repeated = self.last_error == Some(e.op);
         self.last_error = Some(e.op);
         e

@@ -414,3 +414,29 @@ fn live_file_deleted_behind_our_back_is_recreated_at_rotation() {
         vec!["second\n"]
     );
 }
+
+#[test]
+fn batches_split_at_rotation_and_keep_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c-json.log");
+    let o = opts(&[("max-size", "1k"), ("max-file", "20")]);
+    let mut w = JsonFileWriter::open(&path, &o, &info()).unwrap();
+    let lines: Vec<String> = (0..100).map(|i| format!("line {i:03}\n")).collect();
+    let refs: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
+    w.write_many(Stream::Stdout, &refs[..60], t0()).unwrap();
+    w.write_many(Stream::Stdout, &refs[60..], t0()).unwrap();
+    let stats = w.stats();
+    assert_eq!(stats.entries_written, 100);
+    assert!(stats.rotations >= 5, "{stats:?}");
+    // Oldest rotated file first, then the live one: every line once, in order, no file over 1k.
+    let mut all = Vec::new();
+    for n in (1..20).rev() {
+        let rotated = rotate::rotated_name(&path, n, false);
+        if let Ok(text) = fs::read_to_string(&rotated) {
+            assert!(text.len() <= 1000, "{} is {} bytes", rotated.display(), text.len());
+            all.extend(logs_of(&text));
+        }
+    }
+    all.extend(logs_of(&fs::read_to_string(&path).unwrap()));
+    assert_eq!(all, lines);
+}
