@@ -269,6 +269,8 @@ impl JsonFileWriter {
         lines: &[&[u8]],
         time: SystemTime,
     ) -> Result<Written, JsonFileError> {
+        let mut stamp = Vec::with_capacity(32);
+        crate::timefmt::write_rfc3339_nano(&mut stamp, time);
         let mut merged = Written::default();
         let mut first_err = None;
         let mut i = 0;
@@ -281,7 +283,13 @@ impl JsonFileWriter {
             let mut base = self.size;
             while j < lines.len() {
                 let before = self.buf.len();
-                entry::encode_entry(&mut self.buf, lines[j], stream, self.attrs.as_deref(), time);
+                entry::encode_entry(
+                    &mut self.buf,
+                    lines[j],
+                    stream,
+                    self.attrs.as_deref(),
+                    &stamp,
+                );
                 let batch_len = (self.buf.len() - 1) as u64;
                 if j == i {
                     if self.should_rotate(self.buf.len() - 1) {

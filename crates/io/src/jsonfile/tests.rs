@@ -433,7 +433,12 @@ fn batches_split_at_rotation_and_keep_order() {
     for n in (1..20).rev() {
         let rotated = rotate::rotated_name(&path, n, false);
         if let Ok(text) = fs::read_to_string(&rotated) {
-            assert!(text.len() <= 1000, "{} is {} bytes", rotated.display(), text.len());
+            assert!(
+                text.len() <= 1000,
+                "{} is {} bytes",
+                rotated.display(),
+                text.len()
+            );
             all.extend(logs_of(&text));
         }
     }
