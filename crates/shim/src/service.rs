@@ -296,8 +296,16 @@ impl Service {
                 ),
             ));
         }
-        let settings = self.settings_for(&bundle, req)?;
+        let mut settings = self.settings_for(&bundle, req)?;
         let spec = SpecInfo::read(&bundle);
+        if spec.wants_systemd_cgroup() && !settings.systemd_cgroup {
+            log::info!("container {id}: systemd cgroups path: using --systemd-cgroup");
+            settings.systemd_cgroup = true;
+            // `delete` after a shim crash must call the runtime the same way.
+            settings
+                .save(&bundle)
+                .map_err(|e| status(ttrpc::Code::INTERNAL, e))?;
+        }
         let logs = logconfig::resolve(&settings, &spec).map_err(|e| {
             status(
                 ttrpc::Code::INVALID_ARGUMENT,
