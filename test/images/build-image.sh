@@ -7,7 +7,9 @@
 # The output is deterministic: fixed mtimes/owners, sorted entries, gzip
 # without timestamp, so the same busybox binary gives the same digest.
 # Env: BUSYBOX (default /usr/bin/busybox, from the busybox-static package),
-#      IMAGE_NAME (default docker.io/library/scribe-busybox:latest).
+#      IMAGE_NAME (default docker.io/library/scribe-busybox:latest),
+#      IMAGE_ENTRYPOINT (a JSON array: the image's Entrypoint instead of Cmd ["sh"];
+#      build-pause.sh uses it for the pod-sandbox image).
 set -euo pipefail
 
 if [ $# -ne 1 ]; then
@@ -32,10 +34,11 @@ if command -v file >/dev/null && ! file -L "$BUSYBOX" | grep -q 'statically link
   exit 1
 fi
 
-exec python3 - "$OUT" "$BUSYBOX" "$IMAGE_NAME" <<'PY'
+exec python3 - "$OUT" "$BUSYBOX" "$IMAGE_NAME" "${IMAGE_ENTRYPOINT:-}" <<'PY'
 import gzip, hashlib, io, json, os, sys, tarfile, tempfile
 
 out, busybox, image_name = sys.argv[1], sys.argv[2], sys.argv[3]
+entrypoint = json.loads(sys.argv[4]) if sys.argv[4] else None
 MTIME = 0
 
 # Applets linked into /bin. The required ones first; every applet of this
@@ -117,7 +120,7 @@ config = {
     "created": "1970-01-01T00:00:00Z",
     "config": {
         "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-        "Cmd": ["sh"],
+        **({"Entrypoint": entrypoint} if entrypoint else {"Cmd": ["sh"]}),
         "WorkingDir": "/",
     },
     "rootfs": {"type": "layers", "diff_ids": [sha(layer)]},
