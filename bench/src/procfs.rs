@@ -1,6 +1,7 @@
 //! What the benchmark reads from /proc: memory, threads, CPU time, shim processes.
 
 use anyhow::{anyhow, Context, Result};
+use scribe_e2e::procs::cmdline;
 use std::fs;
 
 /// Memory of one process from `/proc/<pid>/smaps_rollup`, in KiB (the kernel's "kB").
@@ -73,17 +74,6 @@ pub fn ticks_per_sec() -> u64 {
     }
 }
 
-fn cmdline(pid: &str) -> Vec<String> {
-    fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| {
-            b.split(|c| *c == 0)
-                .filter(|s| !s.is_empty())
-                .map(|s| String::from_utf8_lossy(s).into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// The long-running shim daemon started for container `id` by the containerd at `address`:
 /// argv[0] named `containerd-shim*`, `-id <id>`, `-address <address>`, and not the short-lived
 /// `start`/`delete` invocation. Cheaper than the harness's socket scan; used while timing.
@@ -95,7 +85,7 @@ pub fn find_shim_daemon(address: &str, id: &str) -> Option<i32> {
         if !pid.bytes().all(|b| b.is_ascii_digit()) {
             continue;
         }
-        let argv = cmdline(pid);
+        let argv = pid.parse().map(cmdline).unwrap_or_default();
         let Some(arg0) = argv.first() else { continue };
         let base = arg0.rsplit('/').next().unwrap_or(arg0);
         if !base.starts_with("containerd-shim") {
@@ -134,7 +124,7 @@ pub fn children(pid: i32) -> Vec<i32> {
 
 /// argv[0]'s base name of `pid`.
 pub fn comm_of(pid: i32) -> String {
-    let argv = cmdline(&pid.to_string());
+    let argv = cmdline(pid);
     argv.first()
         .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
         .unwrap_or_default()

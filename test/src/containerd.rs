@@ -551,16 +551,7 @@ disabled_plugins = [{disabled}]
     /// The shim socket path of container `id`, from the bundle's `address` (1.6/1.7)
     /// or `bootstrap.json` (2.x).
     pub fn shim_socket(&self, id: &str) -> Option<String> {
-        let b = self.bundle_dir(id);
-        let text = fs::read_to_string(b.join("address"))
-            .or_else(|_| fs::read_to_string(b.join("bootstrap.json")))
-            .ok()?;
-        let start = text.find("unix://")? + "unix://".len();
-        let rest = &text[start..];
-        let end = rest
-            .find(|c: char| c == '"' || c.is_whitespace())
-            .unwrap_or(rest.len());
-        let p = rest[..end].to_string();
+        let p = bundle_socket(&self.bundle_dir(id))?;
         self.shim_sockets.lock().unwrap().insert(p.clone());
         Some(p)
     }
@@ -1004,4 +995,17 @@ impl Drop for Containerd {
         }
         self.cleanup();
     }
+}
+
+/// The shim socket a bundle names: `address` (containerd 1.6/1.7) or `bootstrap.json` (2.x).
+pub fn bundle_socket(bundle: &Path) -> Option<String> {
+    let text = fs::read_to_string(bundle.join("address"))
+        .or_else(|_| fs::read_to_string(bundle.join("bootstrap.json")))
+        .ok()?;
+    let start = text.find("unix://")? + "unix://".len();
+    let rest = &text[start..];
+    let end = rest
+        .find(|c: char| c == '"' || c.is_whitespace())
+        .unwrap_or(rest.len());
+    Some(rest[..end].to_string())
 }

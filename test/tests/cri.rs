@@ -144,19 +144,6 @@ fn container_config(name: &str, command: Vec<String>) -> ContainerConfig {
     }
 }
 
-/// The shim socket a bundle names (`address` in 1.6/1.7, `bootstrap.json` in 2.x).
-fn bundle_socket(bundle: &Path) -> Option<String> {
-    let text = fs::read_to_string(bundle.join("address"))
-        .or_else(|_| fs::read_to_string(bundle.join("bootstrap.json")))
-        .ok()?;
-    let start = text.find("unix://")? + "unix://".len();
-    let rest = &text[start..];
-    let end = rest
-        .find(|c: char| c == '"' || c.is_whitespace())
-        .unwrap_or(rest.len());
-    Some(rest[..end].to_string())
-}
-
 struct Step(Instant);
 impl Step {
     fn log(&mut self, what: &str) {
@@ -573,7 +560,7 @@ fn pod_with_two_containers_one_shim() {
     for id in [&pod, &printer, &sleeper] {
         let b = bundle_dir_ns(c, CRI_NAMESPACE, id);
         assert_eq!(
-            bundle_socket(&b).map(PathBuf::from),
+            scribe_e2e::containerd::bundle_socket(&b).map(PathBuf::from),
             Some(group_socket.clone()),
             "bundle {} does not name the pod's shim socket",
             b.display()
