@@ -11,7 +11,7 @@ PREFIX       ?= /usr/local
 
 BENCH_ARGS   ?=
 
-.PHONY: all deps build demo test check unit e2e fetch-containerd install clean bench
+.PHONY: all deps build demo test check unit e2e fetch-containerd fetch-criu install clean bench
 
 all: build
 
@@ -34,8 +34,12 @@ unit:
 fetch-containerd:
 	test/fetch-containerd.sh $(filter-out 1.6,$(E2E_VERSIONS))
 
+# CRIU 4 from Debian sid (bookworm's 3.17 cannot dump on this kernel): checkpoint/restore e2e
+fetch-criu:
+	test/fetch-criu.sh
+
 # The e2e suite runs once per containerd version; 1.6 is the system's (Debian bookworm).
-e2e: build fetch-containerd
+e2e: build fetch-containerd fetch-criu
 	test/run-e2e.sh $(E2E_VERSIONS) -- --test-threads=$(E2E_THREADS)
 
 test: deps check unit e2e

@@ -8,14 +8,12 @@
 #
 # Afterwards: SCRIBE_CONTAINERD_DIR=<repo>/.cache/containerd/<v>/usr/bin
 # Idempotent: a version whose binaries are present (and run) is skipped.
-# Env: DEBIAN_MIRROR (default http://deb.debian.org/debian).
+# Env: DEBIAN_MIRROR (default http://deb.debian.org/debian; see private-apt.sh).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 CACHE=$ROOT/.cache
-APTDIR=$CACHE/apt
-MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
 # version -> suite, and the package version prefix we want
 suite_of() { case $1 in 1.7) echo trixie ;; 2.1) echo sid ;; *) return 1 ;; esac; }
@@ -42,37 +40,8 @@ done
 
 if [ ${#need[@]} -gt 0 ]; then
   command -v apt-get >/dev/null || { echo "apt-get is required" >&2; exit 1; }
-  mkdir -p "$APTDIR"/{state/lists/partial,cache/archives/partial,etc/apt.conf.d,etc/sources.list.d,etc/preferences.d,debs}
-  : > "$APTDIR/state/status"
-  cat > "$APTDIR/etc/sources.list" <<SRC
-deb $MIRROR trixie main
-deb $MIRROR sid main
-SRC
-  cat > "$APTDIR/apt.conf" <<CONF
-Dir::State "$APTDIR/state";
-Dir::State::status "$APTDIR/state/status";
-Dir::Cache "$APTDIR/cache";
-Dir::Cache::pkgcache "";
-Dir::Cache::srcpkgcache "";
-Dir::Etc::sourcelist "$APTDIR/etc/sources.list";
-Dir::Etc::sourceparts "$APTDIR/etc/sources.list.d";
-Dir::Etc::parts "$APTDIR/etc/apt.conf.d";
-Dir::Etc::preferences "$APTDIR/etc/preferences";
-Dir::Etc::preferencesparts "$APTDIR/etc/preferences.d";
-Dir::Etc::trustedparts "/etc/apt/trusted.gpg.d";
-APT::Architecture "amd64";
-APT::Architectures { "amd64"; };
-Acquire::Languages "none";
-Acquire::IndexTargets::deb::Contents-deb::DefaultEnabled "false";
-Acquire::Check-Valid-Until "false";
-Acquire::Check-Date "false";
-Debug::NoLocking "true";
-CONF
-  export APT_CONFIG=$APTDIR/apt.conf
-  # sandbox user _apt cannot write under /work by default; downloads run as root
-  APTOPT=(-o APT::Sandbox::User=root -q)
-  echo "apt-get update (private config: $APT_CONFIG)"
-  apt-get "${APTOPT[@]}" update >"$APTDIR/update.log" 2>&1 || { cat "$APTDIR/update.log" >&2; exit 1; }
+  # shellcheck source=test/private-apt.sh
+  . "$HERE/private-apt.sh"
 
   for v in "${need[@]}"; do
     suite=$(suite_of "$v"); want=$(want_of "$v")

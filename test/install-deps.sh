@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Scribe needs to build and run containers, when missing.
 set -euo pipefail
-pkgs=(containerd runc busybox-static protobuf-compiler)
+# iptables: CRIU locks the network with iptables-restore (checkpoint e2e)
+pkgs=(containerd runc busybox-static protobuf-compiler iptables)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -22,6 +22,7 @@ pub struct ContainerdBuilder {
     extra_config: String,
     bin_dir: Option<PathBuf>,
     start_timeout: Duration,
+    path_first: Vec<PathBuf>,
 }
 
 impl Default for ContainerdBuilder {
@@ -33,6 +34,7 @@ impl Default for ContainerdBuilder {
             extra_config: String::new(),
             bin_dir: None,
             start_timeout: Duration::from_secs(30),
+            path_first: Vec::new(),
         }
     }
 }
@@ -65,6 +67,12 @@ impl ContainerdBuilder {
     /// Override `SCRIBE_CONTAINERD_DIR` for this instance.
     pub fn bin_dir(mut self, d: impl Into<PathBuf>) -> Self {
         self.bin_dir = Some(d.into());
+        self
+    }
+    /// Put `dir` first on the PATH containerd (and so the shim and the runtime) gets, e.g. a
+    /// directory holding a newer `criu`.
+    pub fn path_first(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.path_first.push(dir.into());
         self
     }
     pub fn start(self) -> Containerd {
@@ -129,7 +137,7 @@ impl Containerd {
         // PATH: the shim's directory first (so containerd finds
         // containerd-shim-scribe-v2), then containerd's own directory (so 1.7/2.1
         // use the runc shim they ship), then the usual.
-        let mut path = Vec::new();
+        let mut path = opts.path_first.clone();
         let shim = crate::shim_bin();
         if shim.is_file() {
             let shim = fs::canonicalize(&shim).unwrap_or(shim);

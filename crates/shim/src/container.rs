@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::{oneshot, watch};
 
@@ -10,13 +10,25 @@ use crate::cgroups::ContainerCgroup;
 
 use crate::process::Process;
 use crate::records::Recorder;
-use crate::runtime::Runtime;
+use crate::runtime::{CheckpointOpts, ProcessStdio, Runtime};
+use crate::service::PendingIo;
 
 /// What the container's lifecycle records carry.
 pub struct Lifecycle {
     pub recorder: Arc<Recorder>,
     pub image: Option<String>,
     pub command: Option<Vec<String>>,
+}
+
+/// A Create from a checkpoint, held until Start: the runtime restores the init then (as with
+/// containerd's runc shim, so that the process runs only once containerd asked it to).
+pub struct PendingRestore {
+    /// What the runtime's `restore` needs: image and work directories and the CRIU flags.
+    pub opts: CheckpointOpts,
+    /// The stdio the restored init gets, and where it is relayed from once it runs.
+    pub stdio: ProcessStdio,
+    /// The relay (or console socket) waiting for the restored process.
+    pub io: PendingIo,
 }
 
 /// One container.
@@ -33,15 +45,19 @@ pub struct Container {
     /// Number of exec processes started and not yet reported exited; the init's exit waits for
     /// zero so that every exec's TaskExit precedes the init's.
     running_execs: watch::Sender<usize>,
-    /// The container's cgroups (found at Create, kept so Stats works until Delete).
-    pub cgroup: Option<ContainerCgroup>,
+    /// The container's cgroups (found once its init exists: at Create, or at Start for a
+    /// restore; kept so Stats works until Delete).
+    cgroup: OnceLock<ContainerCgroup>,
+    /// A Create from a checkpoint: what Start needs to restore the init through the runtime.
+    restore: Mutex<Option<PendingRestore>>,
     /// Asks the OOM watcher for its last check before the init's TaskExit; it answers on the
     /// enclosed sender once any OOM it found is published.
     oom_final: Mutex<Option<oneshot::Sender<oneshot::Sender<()>>>>,
 }
 
 impl Container {
-    /// A container whose init the runtime just created.
+    /// A container whose init the runtime just created (or, with `restore`, will restore at
+    /// Start).
     pub fn new(
         id: String,
         bundle: PathBuf,
@@ -49,10 +65,11 @@ impl Container {
         rootfs_mounted: bool,
         init: Arc<Process>,
         life: Lifecycle,
-        cgroup: Option<ContainerCgroup>,
+        restore: Option<PendingRestore>,
     ) -> Container {
         Container {
-            cgroup,
+            cgroup: OnceLock::new(),
+            restore: Mutex::new(restore),
             oom_final: Mutex::new(None),
             id,
             bundle,
@@ -63,6 +80,25 @@ impl Container {
             execs: Mutex::new(HashMap::new()),
             running_execs: watch::channel(0).0,
         }
+    }
+
+    /// The container's cgroups, once known.
+    pub fn cgroup(&self) -> Option<&ContainerCgroup> {
+        self.cgroup.get()
+    }
+
+    /// Records the container's cgroups (once; a second call is ignored).
+    pub fn set_cgroup(&self, cg: ContainerCgroup) {
+        let _ = self.cgroup.set(cg);
+    }
+
+    /// Takes what a pending restore needs; `None` when the init was created normally (or the
+    /// restore was already attempted).
+    pub fn take_restore(&self) -> Option<PendingRestore> {
+        self.restore
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     fn execs(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Process>>> {

@@ -11,6 +11,7 @@ mod logger;
 mod mount;
 mod options;
 mod process;
+mod proto;
 mod reaper;
 mod records;
 mod runtime;

@@ -13,6 +13,8 @@ use containerd_shim_protos::bootstrap_api::BootstrapParams;
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::Message;
 use containerd_shim_protos::shim::oci::Options as RuncOptions;
+
+use crate::proto::runtimeoptions::Options as RuntimeOptions;
 use serde::{Deserialize, Serialize};
 
 /// The `Any` type URL containerd uses for runc shim options.
@@ -54,6 +56,21 @@ pub struct Settings {
     /// Options of the log driver (Docker's names: max-size, max-file, compress, tag).
     #[serde(default)]
     pub log_opts: BTreeMap<String, String>,
+    /// Owner given to the stdio pipes the container's processes get (user namespaces).
+    #[serde(default)]
+    pub io_uid: u32,
+    /// Group given to the stdio pipes the container's processes get.
+    #[serde(default)]
+    pub io_gid: u32,
+    /// The CRIU binary the runtime runs (`--criu`); empty: `criu` on PATH.
+    #[serde(default)]
+    pub criu_path: String,
+    /// Default checkpoint image directory when a Checkpoint request names none.
+    #[serde(default)]
+    pub criu_image_path: String,
+    /// CRIU's work directory (dump/restore logs) for checkpoint and restore.
+    #[serde(default)]
+    pub criu_work_path: String,
 }
 
 /// Default root of Scribe's records and logs.
@@ -82,6 +99,11 @@ impl Settings {
             runtime_log: true,
             log_driver: String::new(),
             log_opts: BTreeMap::new(),
+            io_uid: 0,
+            io_gid: 0,
+            criu_path: String::new(),
+            criu_image_path: String::new(),
+            criu_work_path: String::new(),
         }
     }
 
@@ -105,12 +127,18 @@ impl Settings {
                 self.no_pivot_root = o.no_pivot_root;
                 self.no_new_keyring = o.no_new_keyring;
                 self.shim_cgroup = o.shim_cgroup;
+                self.io_uid = o.io_uid;
+                self.io_gid = o.io_gid;
+                self.criu_image_path = o.criu_image_path;
+                self.criu_work_path = o.criu_work_path;
                 Ok(())
             }
             // CRI sends this for every non-runc runtime type (the TOML of the runtime's
             // `options` table in config_body); ctr sends it with `--runtime-config-path`.
             RUNTIME_OPTIONS_TYPE => {
-                let (path, body) = runtime_options_config(&any.value)?;
+                let o = RuntimeOptions::parse_from_bytes(&any.value)
+                    .map_err(|e| format!("decoding {RUNTIME_OPTIONS_TYPE}: {e}"))?;
+                let (path, body) = (o.config_path, o.config_body);
                 let toml_text = if !body.is_empty() {
                     body
                 } else if !path.is_empty() {
@@ -131,6 +159,11 @@ impl Settings {
         }
     }
 
+    /// The owner (uid, gid) of the stdio pipes the container's processes get; (0, 0) = root.
+    pub fn io_owner(&self) -> (u32, u32) {
+        (self.io_uid, self.io_gid)
+    }
+
     /// Writes the settings as `<bundle>/options.json`.
     pub fn save(&self, bundle: &Path) -> Result<(), String> {
         let path = bundle.join("options.json");
@@ -149,29 +182,6 @@ impl Settings {
             Err(e) => Err(format!("reading {}: {e}", path.display())),
         }
     }
-}
-
-/// Returns the config path and body fields of a `runtimeoptions.v1.Options` (fields 2 and 3).
-fn runtime_options_config(value: &[u8]) -> Result<(String, String), String> {
-    // runtimeoptions.v1.Options { string type_url = 1; string config_path = 2; string config_body = 3; }
-    // Three string fields: reading the wire format directly is simpler than generating code.
-    let mut input = containerd_shim_protos::protobuf::CodedInputStream::from_bytes(value);
-    let (mut path, mut body) = (String::new(), String::new());
-    while let Some(tag) = input
-        .read_raw_tag_or_eof()
-        .map_err(|e| format!("decoding {RUNTIME_OPTIONS_TYPE}: {e}"))?
-    {
-        let field = tag >> 3;
-        let s = input
-            .read_string()
-            .map_err(|e| format!("decoding {RUNTIME_OPTIONS_TYPE} field {field}: {e}"))?;
-        match field {
-            2 => path = s,
-            3 => body = s,
-            _ => {}
-        }
-    }
-    Ok((path, body))
 }
 
 /// Scribe's options TOML: the keys of containerd's runc options, as CRI writes them.
@@ -200,6 +210,16 @@ struct TomlOptions {
     log_driver: Option<String>,
     #[serde(rename = "LogOpts")]
     log_opts: Option<BTreeMap<String, String>>,
+    #[serde(rename = "IoUid")]
+    io_uid: Option<u32>,
+    #[serde(rename = "IoGid")]
+    io_gid: Option<u32>,
+    #[serde(rename = "CriuPath")]
+    criu_path: Option<String>,
+    #[serde(rename = "CriuImagePath")]
+    criu_image_path: Option<String>,
+    #[serde(rename = "CriuWorkPath")]
+    criu_work_path: Option<String>,
 }
 
 impl Settings {
@@ -242,6 +262,28 @@ impl Settings {
         }
         if let Some(v) = o.log_opts {
             self.log_opts = v;
+        }
+        if let Some(v) = o.io_uid {
+            self.io_uid = v;
+        }
+        if let Some(v) = o.io_gid {
+            self.io_gid = v;
+        }
+        for (key, value, slot) in [
+            ("CriuPath", o.criu_path, &mut self.criu_path),
+            (
+                "CriuImagePath",
+                o.criu_image_path,
+                &mut self.criu_image_path,
+            ),
+            ("CriuWorkPath", o.criu_work_path, &mut self.criu_work_path),
+        ] {
+            if let Some(v) = value.filter(|v| !v.is_empty()) {
+                if !v.starts_with('/') {
+                    return Err(format!("{key} must be an absolute path, got {v:?}"));
+                }
+                *slot = v;
+            }
         }
         Ok(())
     }
@@ -361,19 +403,77 @@ mod tests {
     }
 
     fn runtime_options_any(path: &str, body: &str) -> Any {
-        let mut value = Vec::new();
-        {
-            let mut out = containerd_shim_protos::protobuf::CodedOutputStream::vec(&mut value);
-            out.write_string(1, RUNTIME_OPTIONS_TYPE).unwrap();
-            out.write_string(2, path).unwrap();
-            out.write_string(3, body).unwrap();
-            out.flush().unwrap();
-        }
+        let o = RuntimeOptions {
+            type_url: RUNTIME_OPTIONS_TYPE.into(),
+            config_path: path.into(),
+            config_body: body.into(),
+            ..Default::default()
+        };
         Any {
             type_url: RUNTIME_OPTIONS_TYPE.into(),
-            value,
+            value: o.write_to_bytes().unwrap(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn runtime_options_wire_format_is_containerds() {
+        // What containerd's Go encoder writes for Options{TypeUrl, ConfigPath, ConfigBody}:
+        // field 1, 2, 3 as length-delimited strings.
+        let mut wire = vec![0x0a, 1, b't', 0x12, 2, b'/', b'p', 0x1a, 3];
+        wire.extend_from_slice(b"A=1");
+        let o = RuntimeOptions::parse_from_bytes(&wire).unwrap();
+        assert_eq!((o.type_url.as_str(), o.config_path.as_str()), ("t", "/p"));
+        assert_eq!(o.config_body, "A=1");
+        // A field this version does not know (a varint in field 9) is skipped, not misread.
+        let mut wire2 = vec![0x48, 0x01];
+        wire2.extend_from_slice(&wire);
+        let o2 = RuntimeOptions::parse_from_bytes(&wire2).unwrap();
+        assert_eq!(
+            (o2.config_path, o2.config_body),
+            (o.config_path, o.config_body)
+        );
+        // Truncated input is an error naming the message type.
+        let any = Any {
+            type_url: RUNTIME_OPTIONS_TYPE.into(),
+            value: wire[..wire.len() - 1].to_vec(),
+            ..Default::default()
+        };
+        let e = Settings::defaults("x").apply_any(&any).unwrap_err();
+        assert!(e.contains(RUNTIME_OPTIONS_TYPE), "{e}");
+    }
+
+    #[test]
+    fn runc_options_io_owner_and_criu_paths_are_kept() {
+        let o = RuncOptions {
+            io_uid: 1000,
+            io_gid: 1001,
+            criu_image_path: "/ckpt".into(),
+            criu_work_path: "/work".into(),
+            ..Default::default()
+        };
+        let any = Any {
+            type_url: RUNC_OPTIONS_TYPE.into(),
+            value: o.write_to_bytes().unwrap(),
+            ..Default::default()
+        };
+        let mut s = Settings::defaults("x");
+        s.apply_any(&any).unwrap();
+        assert_eq!((s.io_uid, s.io_gid), (1000, 1001));
+        assert_eq!(
+            (s.criu_image_path.as_str(), s.criu_work_path.as_str()),
+            ("/ckpt", "/work")
+        );
+
+        let mut s = Settings::defaults("x");
+        s.apply_toml("IoUid = 7\nIoGid = 8\nCriuPath = \"/opt/criu\"\n")
+            .unwrap();
+        assert_eq!(
+            (s.io_uid, s.io_gid, s.criu_path.as_str()),
+            (7, 8, "/opt/criu")
+        );
+        let e = s.apply_toml("CriuPath = \"criu\"").unwrap_err();
+        assert!(e.contains("CriuPath must be an absolute path"), "{e}");
     }
 
     #[test]

@@ -48,6 +48,31 @@ pub struct CheckpointOpts {
     pub cgroups_mode: String,
 }
 
+/// The CRIU options checkpoint and restore share.
+fn criu_flags(opts: &CheckpointOpts) -> Vec<String> {
+    let mut args = Vec::new();
+    for (on, flag) in [
+        (opts.open_tcp, "--tcp-established"),
+        (opts.external_unix_sockets, "--ext-unix-sk"),
+        (opts.terminal, "--shell-job"),
+        (opts.file_locks, "--file-locks"),
+    ] {
+        if on {
+            args.push(flag.to_string());
+        }
+    }
+    for ns in &opts.empty_namespaces {
+        args.extend(["--empty-ns".to_string(), ns.clone()]);
+    }
+    if !opts.cgroups_mode.is_empty() {
+        args.extend([
+            "--manage-cgroups-mode".to_string(),
+            opts.cgroups_mode.clone(),
+        ]);
+    }
+    args
+}
+
 /// The stdio a runtime command hands to the container process it creates.
 pub struct ProcessStdio {
     pub stdin: Stdio,
@@ -72,6 +97,11 @@ impl Runtime {
             log: bundle.join("log.json"),
             records: None,
         }
+    }
+
+    /// The settings this driver runs the runtime with.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     /// Also turns every line the runtime writes to log.json into a runtime.log record.
@@ -118,6 +148,9 @@ impl Runtime {
             .args(["--log-format", "json"]);
         if self.settings.systemd_cgroup {
             cmd.arg("--systemd-cgroup");
+        }
+        if !self.settings.criu_path.is_empty() {
+            cmd.arg("--criu").arg(&self.settings.criu_path);
         }
         cmd.args(args);
         cmd
@@ -220,25 +253,54 @@ impl Runtime {
         if !opts.exit {
             args.push("--leave-running".into());
         }
-        for (on, flag) in [
-            (opts.open_tcp, "--tcp-established"),
-            (opts.external_unix_sockets, "--ext-unix-sk"),
-            (opts.terminal, "--shell-job"),
-            (opts.file_locks, "--file-locks"),
-        ] {
-            if on {
-                args.push(flag.into());
-            }
-        }
-        for ns in &opts.empty_namespaces {
-            args.extend(["--empty-ns".into(), ns.clone()]);
-        }
-        if !opts.cgroups_mode.is_empty() {
-            args.extend(["--manage-cgroups-mode".into(), opts.cgroups_mode.clone()]);
-        }
+        args.extend(criu_flags(opts));
         args.push(id.into());
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         self.simple(&refs).await
+    }
+
+    /// `restore --detach`: recreates the container's processes from a checkpoint (CRIU). The
+    /// shim is already the subreaper, so the runtime is told not to be one (`--no-subreaper`):
+    /// the restored init is re-parented to the shim, which reaps it.
+    pub async fn restore(
+        &self,
+        id: &str,
+        bundle: &Path,
+        pid_file: &Path,
+        stdio: ProcessStdio,
+        console_socket: Option<&Path>,
+        opts: &CheckpointOpts,
+    ) -> Result<(), RuntimeError> {
+        let mut args: Vec<String> = vec![
+            "restore".into(),
+            "--detach".into(),
+            "--no-subreaper".into(),
+            "--bundle".into(),
+            bundle.display().to_string(),
+            "--pid-file".into(),
+            pid_file.display().to_string(),
+            "--image-path".into(),
+            opts.image_path.clone(),
+        ];
+        if !opts.work_path.is_empty() {
+            args.extend(["--work-path".into(), opts.work_path.clone()]);
+        }
+        if let Some(c) = console_socket {
+            args.extend(["--console-socket".into(), c.display().to_string()]);
+        }
+        if self.settings.no_pivot_root {
+            args.push("--no-pivot".into());
+        }
+        args.extend(criu_flags(opts));
+        args.push(id.into());
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut cmd = self.command(&refs);
+        cmd.stdin(stdio.stdin)
+            .stdout(stdio.stdout)
+            .stderr(stdio.stderr);
+        self.run(cmd, &format!("restore {id}"), false)
+            .await
+            .map(drop)
     }
 
     /// `kill [--all] <id> <signal>`.

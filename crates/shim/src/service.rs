@@ -28,7 +28,7 @@ use scribe_io::DEFAULT_MAX_LINE;
 use tokio::sync::Notify;
 
 use crate::cgroups::{memory_figures, ContainerCgroup, OomWatcher};
-use crate::container::{Container, Lifecycle};
+use crate::container::{Container, Lifecycle, PendingRestore};
 use crate::logconfig::{self, SpecInfo};
 use crate::mount::{mount_all, unmount_all, MountSpec};
 use crate::options::Settings;
@@ -53,13 +53,6 @@ type Result<T> = std::result::Result<T, ttrpc::Error>;
 
 fn status(code: ttrpc::Code, msg: impl Into<String>) -> ttrpc::Error {
     ttrpc::Error::RpcStatus(ttrpc::get_status(code, msg.into()))
-}
-
-fn unimplemented(method: &str) -> ttrpc::Error {
-    status(
-        ttrpc::Code::UNIMPLEMENTED,
-        format!("{method} is not implemented by the scribe shim yet"),
-    )
 }
 
 fn runtime_error(id: &str, e: RuntimeError) -> ttrpc::Error {
@@ -129,11 +122,15 @@ fn read_pid(path: &Path) -> std::result::Result<u32, String> {
 }
 
 /// Opens the process's stdio and turns the container ends into what the runtime inherits.
+/// `owner` (the runc options' io_uid/io_gid) is given to those ends, so that a process in a
+/// user namespace can reopen its own stdio (`/dev/stdout`); the ends are always pipes the shim
+/// made (its own, or a logging binary's), never containerd's FIFOs or a log file.
 async fn open_stdio(
     id: &str,
     namespace: &str,
     stdio: &StdioPaths,
     json: Option<Arc<JsonLog>>,
+    owner: (u32, u32),
 ) -> Result<(ProcessStdio, Relay)> {
     let spec = StdioSpec {
         stdin: &stdio.stdin,
@@ -148,6 +145,27 @@ async fn open_stdio(
             format!("container {id}: setting up stdio: {e}"),
         )
     })?;
+    if owner != (0, 0) {
+        for (name, fd) in [
+            ("stdin", &ends.stdin),
+            ("stdout", &ends.stdout),
+            ("stderr", &ends.stderr),
+        ] {
+            let Some(fd) = fd else { continue };
+            let (uid, gid) = owner;
+            nix::unistd::fchown(
+                std::os::fd::AsRawFd::as_raw_fd(fd),
+                Some(nix::unistd::Uid::from_raw(uid)),
+                Some(nix::unistd::Gid::from_raw(gid)),
+            )
+            .map_err(|e| {
+                status(
+                    ttrpc::Code::INTERNAL,
+                    format!("container {id}: fchown {uid}:{gid} of the {name} pipe: {e}"),
+                )
+            })?;
+        }
+    }
     let to_stdio = |fd: Option<std::os::fd::OwnedFd>| {
         fd.map(Into::into).unwrap_or_else(std::process::Stdio::null)
     };
@@ -161,9 +179,44 @@ async fn open_stdio(
     ))
 }
 
+/// What a Create from a checkpoint restores: containerd unpacked the checkpoint's CRIU images
+/// into `req.checkpoint`; CRIU's work directory comes from the runc options (`criu_work_path`),
+/// else the runtime's default (the image directory).
+fn restore_options(
+    id: &str,
+    req: &api::CreateTaskRequest,
+    settings: &crate::options::Settings,
+) -> Result<CheckpointOpts> {
+    let dir = Path::new(&req.checkpoint);
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(status(
+                ttrpc::Code::INVALID_ARGUMENT,
+                format!(
+                    "container {id}: checkpoint {} is not a directory",
+                    dir.display()
+                ),
+            ))
+        }
+        Err(e) => {
+            return Err(status(
+                ttrpc::Code::INVALID_ARGUMENT,
+                format!("container {id}: checkpoint {}: {e}", dir.display()),
+            ))
+        }
+    }
+    Ok(CheckpointOpts {
+        image_path: req.checkpoint.clone(),
+        work_path: settings.criu_work_path.clone(),
+        terminal: req.terminal,
+        ..Default::default()
+    })
+}
+
 /// A process's stdio while the runtime creates it: either pipes and their relay, or (with a
 /// terminal) the console socket the runtime will send the pty master to.
-enum PendingIo {
+pub(crate) enum PendingIo {
     Pipes(Relay),
     Console {
         socket: ConsoleSocket,
@@ -178,6 +231,7 @@ impl PendingIo {
         namespace: &str,
         stdio: &StdioPaths,
         json: Option<Arc<JsonLog>>,
+        owner: (u32, u32),
     ) -> Result<(ProcessStdio, PendingIo)> {
         if stdio.terminal {
             let socket = ConsoleSocket::new().map_err(|e| {
@@ -193,7 +247,7 @@ impl PendingIo {
             };
             return Ok((null, PendingIo::Console { socket, json }));
         }
-        let (child, relay) = open_stdio(id, namespace, stdio, json).await?;
+        let (child, relay) = open_stdio(id, namespace, stdio, json, owner).await?;
         Ok((child, PendingIo::Pipes(relay)))
     }
 
@@ -369,9 +423,11 @@ impl Service {
         p: &Prepared,
     ) -> Result<Arc<Container>> {
         let id = req.id.as_str();
-        if !req.checkpoint.is_empty() {
-            return Err(unimplemented("Create from a checkpoint"));
-        }
+        let restore = if req.checkpoint.is_empty() {
+            None
+        } else {
+            Some(restore_options(id, req, &p.settings)?)
+        };
         if self.table().contains_key(id) {
             return Err(status(
                 ttrpc::Code::ALREADY_EXISTS,
@@ -414,14 +470,39 @@ impl Service {
             stderr: req.stderr.clone(),
             terminal: req.terminal,
         };
-        let (child_stdio, pending) = match PendingIo::open(id, &self.namespace, &stdio, json).await
-        {
-            Ok(v) => v,
-            Err(e) => {
-                undo_mount();
-                return Err(e);
-            }
+        let (child_stdio, pending) =
+            match PendingIo::open(id, &self.namespace, &stdio, json, p.settings.io_owner()).await {
+                Ok(v) => v,
+                Err(e) => {
+                    undo_mount();
+                    return Err(e);
+                }
+            };
+        let life = Lifecycle {
+            recorder: p.recorder.clone(),
+            image: p.spec.image(),
+            command: p.spec.args.clone(),
         };
+        let init = Arc::new(Process::new(String::new(), stdio, None));
+        if let Some(opts) = restore {
+            // From a checkpoint: the runtime restores the init at Start; until then there is
+            // no process (pid 0, as containerd's runc shim reports).
+            let container = Arc::new(Container::new(
+                id.to_string(),
+                bundle,
+                runtime,
+                !mounts.is_empty(),
+                init,
+                life,
+                Some(PendingRestore {
+                    opts,
+                    stdio: child_stdio,
+                    io: pending,
+                }),
+            ));
+            self.table().insert(id.to_string(), container.clone());
+            return Ok(container);
+        }
         let pid_file = bundle.join("init.pid");
         let console = pending.console_path().map(Path::to_path_buf);
         let created = match runtime
@@ -430,7 +511,7 @@ impl Service {
         {
             Ok(()) => read_pid(&pid_file)
                 .map_err(|e| status(ttrpc::Code::INTERNAL, format!("container {id}: {e}")))
-                .and_then(|pid| Ok((pid, pending.finish(id, &self.namespace, &stdio)?))),
+                .and_then(|pid| Ok((pid, pending.finish(id, &self.namespace, &init.stdio)?))),
             Err(e) => Err(runtime_error(id, e)),
         };
         let (pid, relay) = match created {
@@ -442,15 +523,6 @@ impl Service {
                 return Err(e);
             }
         };
-        let exited = Reaper::global().subscribe(pid as i32);
-        let cgroup = match ContainerCgroup::of_pid(pid as i32) {
-            Ok(cg) => Some(cg),
-            Err(e) => {
-                log::warn!("container {id}: no cgroup found for init pid {pid} (no OOM events or stats): {e}");
-                None
-            }
-        };
-        let init = Arc::new(Process::new(String::new(), stdio, None));
         init.set_pid(pid);
         *init.relay.lock().await = relay;
         let container = Arc::new(Container::new(
@@ -458,23 +530,74 @@ impl Service {
             bundle,
             runtime,
             !mounts.is_empty(),
-            init.clone(),
-            Lifecycle {
-                recorder: p.recorder.clone(),
-                image: p.spec.image(),
-                command: p.spec.args.clone(),
-            },
-            cgroup,
-        ));
-        self.arm_oom_watch(&container);
-        self.table().insert(id.to_string(), container.clone());
-        tokio::spawn(watch_exit(
-            container.clone(),
             init,
+            life,
+            None,
+        ));
+        self.table().insert(id.to_string(), container.clone());
+        self.watch_init(&container, pid);
+        Ok(container)
+    }
+
+    /// Once the runtime made the init (created or restored): watch for its exit, find its
+    /// cgroups, and arm the OOM watcher.
+    fn watch_init(&self, c: &Arc<Container>, pid: u32) {
+        let exited = Reaper::global().subscribe(pid as i32);
+        match ContainerCgroup::of_pid(pid as i32) {
+            Ok(cg) => c.set_cgroup(cg),
+            Err(e) => log::warn!(
+                "container {}: no cgroup found for init pid {pid} (no OOM events or stats): {e}",
+                c.id
+            ),
+        }
+        self.arm_oom_watch(c);
+        tokio::spawn(watch_exit(
+            c.clone(),
+            c.init.clone(),
             exited,
             self.publisher.clone(),
         ));
-        Ok(container)
+    }
+
+    /// Start of a container created from a checkpoint: the runtime restores the init (CRIU)
+    /// with the stdio prepared at Create; returns its pid.
+    async fn restore_init(&self, c: &Arc<Container>, r: PendingRestore) -> Result<u32> {
+        let id = c.id.as_str();
+        let pid_file = c.bundle.join("init.pid");
+        let console = r.io.console_path().map(Path::to_path_buf);
+        c.runtime
+            .restore(
+                id,
+                &c.bundle,
+                &pid_file,
+                r.stdio,
+                console.as_deref(),
+                &r.opts,
+            )
+            .await
+            .map_err(|e| runtime_error(id, e))?;
+        let pid = read_pid(&pid_file)
+            .map_err(|e| status(ttrpc::Code::INTERNAL, format!("container {id}: {e}")))?;
+        c.init.set_pid(pid);
+        match r.io.finish(id, &self.namespace, &c.init.stdio) {
+            // The relay is in place before the exit watcher starts, so the exit drains it.
+            Ok(relay) => *c.init.relay.lock().await = relay,
+            Err(e) => {
+                // Running without its stdio: stop it, and still report its exit.
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                self.watch_init(c, pid);
+                return Err(e);
+            }
+        }
+        self.watch_init(c, pid);
+        log::info!(
+            "container {id}: restored from {}, init pid {pid}",
+            r.opts.image_path
+        );
+        Ok(pid)
     }
 
     async fn pause_or_resume(&self, c: &Arc<Container>, pause: bool) -> Result<()> {
@@ -542,8 +665,14 @@ impl Service {
         req: &api::CheckpointTaskRequest,
     ) -> Result<()> {
         let id = &c.id;
+        let settings = c.runtime.settings();
         let mut opts = CheckpointOpts {
-            image_path: req.path.clone(),
+            image_path: if req.path.is_empty() {
+                settings.criu_image_path.clone()
+            } else {
+                req.path.clone()
+            },
+            work_path: settings.criu_work_path.clone(),
             ..Default::default()
         };
         if let Some(any) = req.options.as_ref().filter(|a| !a.value.is_empty()) {
@@ -556,7 +685,9 @@ impl Service {
             if !o.image_path.is_empty() {
                 opts.image_path = o.image_path;
             }
-            opts.work_path = o.work_path;
+            if !o.work_path.is_empty() {
+                opts.work_path = o.work_path;
+            }
             opts.exit = o.exit;
             opts.open_tcp = o.open_tcp;
             opts.external_unix_sockets = o.external_unix_sockets;
@@ -643,7 +774,7 @@ impl Service {
 
     /// Starts watching the container's memory cgroup for OOM kills.
     fn arm_oom_watch(&self, c: &Arc<Container>) {
-        let Some(dir) = c.cgroup.as_ref().and_then(|cg| cg.memory_dir()) else {
+        let Some(dir) = c.cgroup().and_then(|cg| cg.memory_dir()) else {
             return;
         };
         match OomWatcher::arm(dir) {
@@ -669,8 +800,15 @@ impl Service {
                 ),
             ));
         }
-        if let Err(e) = c.runtime.start(&c.id).await {
-            let e = runtime_error(&c.id, e);
+        let started = match c.take_restore() {
+            Some(r) => self.restore_init(c, r).await.map(drop),
+            None => c
+                .runtime
+                .start(&c.id)
+                .await
+                .map_err(|e| runtime_error(&c.id, e)),
+        };
+        if let Err(e) = started {
             c.life.recorder.record(ContainerRecord::failed(
                 ContainerEvent::Start,
                 &c.id,
@@ -727,9 +865,15 @@ impl Service {
             );
             e
         };
-        let (child_stdio, pending) = PendingIo::open(&c.id, &self.namespace, &p.stdio, None)
-            .await
-            .map_err(fail)?;
+        let (child_stdio, pending) = PendingIo::open(
+            &c.id,
+            &self.namespace,
+            &p.stdio,
+            None,
+            c.runtime.settings().io_owner(),
+        )
+        .await
+        .map_err(fail)?;
         let spec_file = p.spec_file.clone().unwrap_or_default();
         let pid_file = c.bundle.join(format!("{}.pid", p.exec_id));
         let console = pending.console_path().map(Path::to_path_buf);
@@ -1184,6 +1328,14 @@ impl Task for Service {
                 .or_else(|e| if e.not_found { Ok(()) } else { Err(e) })
                 .map_err(|e| runtime_error(&c.id, e))?,
         }
+        if p.pid() == 0 && p.exit().is_none() {
+            // Created from a checkpoint and never (successfully) restored: no process ever ran.
+            drop(c.take_restore());
+            p.set_exited(Exit {
+                code: 0,
+                at: SystemTime::now(),
+            });
+        }
         // A created-but-never-started init is killed by the runtime's delete: wait until its exit
         // is published, so that TaskExit precedes TaskDelete.
         let exit = match tokio::time::timeout(Duration::from_secs(10), p.wait()).await {
@@ -1356,7 +1508,7 @@ impl Task for Service {
 
     async fn stats(&self, _: &TtrpcContext, req: api::StatsRequest) -> Result<api::StatsResponse> {
         let c = self.container(&req.id)?;
-        let cg = c.cgroup.as_ref().ok_or_else(|| {
+        let cg = c.cgroup().ok_or_else(|| {
             status(
                 ttrpc::Code::NOT_FOUND,
                 format!("container {}: no cgroup known for it", c.id),
