@@ -591,6 +591,51 @@ fn pod_with_two_containers_one_shim() {
     );
     step.log("ExecSync");
 
+    // ---- UpdateContainerResources (kubelet's in-place resize): reaches the shim's Update, which
+    // applies it through `runc update`; the container's own cgroup files show the new limits ----
+    let limit: i64 = 96 * 1024 * 1024;
+    cri.block(
+        cri.rs()
+            .update_container_resources(UpdateContainerResourcesRequest {
+                container_id: sleeper.clone(),
+                linux: Some(LinuxContainerResources {
+                    memory_limit_in_bytes: limit,
+                    cpu_shares: 512,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+    )
+    .unwrap_or_else(|e| panic!("UpdateContainerResources: {e}\n{}", c.log_tail(60)));
+    let r = cri
+        .block(cri.rs().exec_sync(ExecSyncRequest {
+            container_id: sleeper.clone(),
+            cmd: vec![
+                "sh".into(),
+                "-c".into(),
+                // cgroup v1 (this host) or v2 paths as the container sees them
+                "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max; \
+                 cat /sys/fs/cgroup/cpu/cpu.shares 2>/dev/null || cat /sys/fs/cgroup/cpu.weight"
+                    .into(),
+            ],
+            timeout: 10,
+        }))
+        .unwrap_or_else(|e| panic!("ExecSync reading limits: {e}\n{}", c.log_tail(60)));
+    let shown = String::from_utf8_lossy(&r.stdout).into_owned();
+    let values: Vec<&str> = shown.split_whitespace().collect();
+    assert_eq!(
+        values.first().copied(),
+        Some(limit.to_string().as_str()),
+        "memory limit inside the container after the update: {shown:?} {:?}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    // cpu.shares 512 on v1; on v2 runc converts shares to a weight (512 -> 20)
+    assert!(
+        matches!(values.get(1).copied(), Some("512") | Some("20")),
+        "cpu shares inside the container after the update: {shown:?}"
+    );
+    step.log("UpdateContainerResources");
+
     // ---- StopContainer: SIGTERM reaches the printer, its exit code comes back ----
     let t = Instant::now();
     cri.block(cri.rs().stop_container(StopContainerRequest {
