@@ -313,6 +313,18 @@ fn start_container(
 }
 
 #[track_caller]
+/// ExecSync of `sh -c script` in container `id` (10 s timeout); panics with containerd's log tail
+/// when the call itself fails.
+fn exec_sh(env: &Env, id: &str, script: &str) -> ExecSyncResponse {
+    env.cri
+        .block(env.cri.rs().exec_sync(ExecSyncRequest {
+            container_id: id.to_string(),
+            cmd: vec!["sh".into(), "-c".into(), script.into()],
+            timeout: 10,
+        }))
+        .unwrap_or_else(|e| panic!("ExecSync {script:?}: {e}\n{}", env.c.log_tail(60)))
+}
+
 fn container_status(env: &Env, id: &str) -> ContainerStatus {
     env.cri
         .block(env.cri.rs().container_status(ContainerStatusRequest {
@@ -569,17 +581,7 @@ fn pod_with_two_containers_one_shim() {
     assert_records_in_log_root(paths, &printer, "default mode for this containerd");
 
     // ---- ExecSync ----
-    let r = cri
-        .block(cri.rs().exec_sync(ExecSyncRequest {
-            container_id: sleeper.clone(),
-            cmd: vec![
-                "sh".into(),
-                "-c".into(),
-                "echo hi; echo oops >&2; exit 3".into(),
-            ],
-            timeout: 10,
-        }))
-        .unwrap_or_else(|e| panic!("ExecSync: {e}\n{}", c.log_tail(60)));
+    let r = exec_sh(&env, &sleeper, "echo hi; echo oops >&2; exit 3");
     assert_eq!(
         (
             String::from_utf8_lossy(&r.stdout).into_owned(),
@@ -607,20 +609,13 @@ fn pod_with_two_containers_one_shim() {
             }),
     )
     .unwrap_or_else(|e| panic!("UpdateContainerResources: {e}\n{}", c.log_tail(60)));
-    let r = cri
-        .block(cri.rs().exec_sync(ExecSyncRequest {
-            container_id: sleeper.clone(),
-            cmd: vec![
-                "sh".into(),
-                "-c".into(),
-                // cgroup v1 (this host) or v2 paths as the container sees them
-                "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max; \
-                 cat /sys/fs/cgroup/cpu/cpu.shares 2>/dev/null || cat /sys/fs/cgroup/cpu.weight"
-                    .into(),
-            ],
-            timeout: 10,
-        }))
-        .unwrap_or_else(|e| panic!("ExecSync reading limits: {e}\n{}", c.log_tail(60)));
+    // cgroup v1 (this host) or v2 paths as the container sees them
+    let r = exec_sh(
+        &env,
+        &sleeper,
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max; \
+         cat /sys/fs/cgroup/cpu/cpu.shares 2>/dev/null || cat /sys/fs/cgroup/cpu.weight",
+    );
     let shown = String::from_utf8_lossy(&r.stdout).into_owned();
     let values: Vec<&str> = shown.split_whitespace().collect();
     assert_eq!(

@@ -179,13 +179,22 @@ impl Runtime {
             args.push("--no-new-keyring");
         }
         args.push(id);
-        let mut cmd = self.command(&args);
+        self.run_with_stdio(&args, stdio, &format!("create {id}"))
+            .await
+    }
+
+    /// Runs a command that makes a container process, which inherits `stdio`.
+    async fn run_with_stdio(
+        &self,
+        args: &[&str],
+        stdio: ProcessStdio,
+        action: &str,
+    ) -> Result<(), RuntimeError> {
+        let mut cmd = self.command(args);
         cmd.stdin(stdio.stdin)
             .stdout(stdio.stdout)
             .stderr(stdio.stderr);
-        self.run(cmd, &format!("create {id}"), false)
-            .await
-            .map(drop)
+        self.run(cmd, action, false).await.map(drop)
     }
 
     /// `exec --detach`: starts an additional process in a running container.
@@ -212,11 +221,8 @@ impl Runtime {
             args.extend(["--console-socket", c.as_str()]);
         }
         args.push(id);
-        let mut cmd = self.command(&args);
-        cmd.stdin(stdio.stdin)
-            .stdout(stdio.stdout)
-            .stderr(stdio.stderr);
-        self.run(cmd, &format!("exec {id}"), false).await.map(drop)
+        self.run_with_stdio(&args, stdio, &format!("exec {id}"))
+            .await
     }
 
     /// `start`: runs the user process of a created container.
@@ -294,13 +300,8 @@ impl Runtime {
         args.extend(criu_flags(opts));
         args.push(id.into());
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut cmd = self.command(&refs);
-        cmd.stdin(stdio.stdin)
-            .stdout(stdio.stdout)
-            .stderr(stdio.stderr);
-        self.run(cmd, &format!("restore {id}"), false)
+        self.run_with_stdio(&refs, stdio, &format!("restore {id}"))
             .await
-            .map(drop)
     }
 
     /// `kill [--all] <id> <signal>`.

@@ -484,47 +484,45 @@ impl Service {
             command: p.spec.args.clone(),
         };
         let init = Arc::new(Process::new(String::new(), stdio, None));
-        if let Some(opts) = restore {
+        let (pid, restore) = match restore {
             // From a checkpoint: the runtime restores the init at Start; until then there is
             // no process (pid 0, as containerd's runc shim reports).
-            let container = Arc::new(Container::new(
-                id.to_string(),
-                bundle,
-                runtime,
-                !mounts.is_empty(),
-                init,
-                life,
+            Some(opts) => (
+                0,
                 Some(PendingRestore {
                     opts,
                     stdio: child_stdio,
                     io: pending,
                 }),
-            ));
-            self.table().insert(id.to_string(), container.clone());
-            return Ok(container);
-        }
-        let pid_file = bundle.join("init.pid");
-        let console = pending.console_path().map(Path::to_path_buf);
-        let created = match runtime
-            .create(id, &bundle, &pid_file, child_stdio, console.as_deref())
-            .await
-        {
-            Ok(()) => read_pid(&pid_file)
-                .map_err(|e| status(ttrpc::Code::INTERNAL, format!("container {id}: {e}")))
-                .and_then(|pid| Ok((pid, pending.finish(id, &self.namespace, &init.stdio)?))),
-            Err(e) => Err(runtime_error(id, e)),
-        };
-        let (pid, relay) = match created {
-            Ok(v) => v,
-            Err(e) => {
-                // The runtime may have left a half-created container behind.
-                let _ = runtime.delete(id, true).await;
-                undo_mount();
-                return Err(e);
+            ),
+            None => {
+                let pid_file = bundle.join("init.pid");
+                let console = pending.console_path().map(Path::to_path_buf);
+                let created = match runtime
+                    .create(id, &bundle, &pid_file, child_stdio, console.as_deref())
+                    .await
+                {
+                    Ok(()) => read_pid(&pid_file)
+                        .map_err(|e| status(ttrpc::Code::INTERNAL, format!("container {id}: {e}")))
+                        .and_then(|pid| {
+                            Ok((pid, pending.finish(id, &self.namespace, &init.stdio)?))
+                        }),
+                    Err(e) => Err(runtime_error(id, e)),
+                };
+                let (pid, relay) = match created {
+                    Ok(v) => v,
+                    Err(e) => {
+                        // The runtime may have left a half-created container behind.
+                        let _ = runtime.delete(id, true).await;
+                        undo_mount();
+                        return Err(e);
+                    }
+                };
+                init.set_pid(pid);
+                *init.relay.lock().await = relay;
+                (pid, None)
             }
         };
-        init.set_pid(pid);
-        *init.relay.lock().await = relay;
         let container = Arc::new(Container::new(
             id.to_string(),
             bundle,
@@ -532,10 +530,12 @@ impl Service {
             !mounts.is_empty(),
             init,
             life,
-            None,
+            restore,
         ));
         self.table().insert(id.to_string(), container.clone());
-        self.watch_init(&container, pid);
+        if pid != 0 {
+            self.watch_init(&container, pid);
+        }
         Ok(container)
     }
 
