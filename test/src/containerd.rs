@@ -401,6 +401,14 @@ disabled_plugins = [{disabled}]
         Spawned::spawn(self.ctr_command(args))
     }
 
+    /// A client of this containerd's Tasks API in this instance's namespace (panics, with the
+    /// log tail, when it cannot connect).
+    #[track_caller]
+    pub fn tasks_api(&self) -> crate::TasksApi {
+        crate::TasksApi::connect(&self.address(), &self.ns)
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.log_tail(30)))
+    }
+
     /// Start `ctr events` and wait until it is subscribed (a probe event is seen).
     pub fn events(&self) -> EventStream {
         let ev = EventStream::new(self.ctr_command(&["events"]), &self.ns);
