@@ -214,6 +214,7 @@ fn exit_while_containerd_is_down_is_delivered_when_it_is_back() {
             c.log_tail(40)
         )
     });
+    eprintln!("TaskExit(7) arrived {latency:?} after containerd's ttrpc socket was reachable");
     assert_eq!(exit.exit_status(), Some(7), "{}", exit.raw);
     assert_eq!(exit.pid(), Some(init as u64), "{}", exit.raw);
     assert!(
