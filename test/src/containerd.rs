@@ -98,6 +98,10 @@ pub struct Containerd {
     path_env: String,
     child: Option<Child>,
     opts: ContainerdBuilder,
+    /// File name of the ttrpc socket in `dir` (changed by `start_again_holding_shim_events`).
+    ttrpc_name: String,
+    /// The ttrpc path shims still forward to while their events are held.
+    held_ttrpc: Option<PathBuf>,
     shim_sockets: Mutex<BTreeSet<String>>,
     seen_container_pids: Mutex<BTreeSet<i32>>,
     fifo_dirs: Mutex<BTreeSet<PathBuf>>,
@@ -171,6 +175,8 @@ impl Containerd {
             path_env,
             child: None,
             opts,
+            ttrpc_name: "containerd.sock.ttrpc".into(),
+            held_ttrpc: None,
             shim_sockets: Mutex::new(BTreeSet::new()),
             seen_container_pids: Mutex::new(BTreeSet::new()),
             fifo_dirs: Mutex::new(BTreeSet::new()),
@@ -198,6 +204,8 @@ impl Containerd {
 
     fn write_config(&self) {
         let d = self.dir.display();
+        let ttrpc = self.ttrpc_address();
+        let ttrpc = ttrpc.display();
         let mut disabled = vec!["io.containerd.nri.v1.nri"];
         if !self.opts.cri {
             // 2.x splits CRI into several plugins; unknown names are ignored by 1.6/1.7.
@@ -223,7 +231,7 @@ disabled_plugins = [{disabled}]
   address = "{d}/containerd.sock"
 
 [ttrpc]
-  address = "{d}/containerd.sock.ttrpc"
+  address = "{ttrpc}"
 
 [debug]
   address = "{d}/debug.sock"
@@ -307,8 +315,9 @@ disabled_plugins = [{disabled}]
     pub fn address(&self) -> PathBuf {
         self.dir.join("containerd.sock")
     }
+    /// containerd's ttrpc socket (where shims forward events).
     pub fn ttrpc_address(&self) -> PathBuf {
-        self.dir.join("containerd.sock.ttrpc")
+        self.dir.join(&self.ttrpc_name)
     }
     pub fn config_path(&self) -> PathBuf {
         self.dir.join("config.toml")
@@ -407,6 +416,14 @@ disabled_plugins = [{disabled}]
     /// Spawn `ctr` (e.g. a long attached `ctr run`); output is collected; killed on drop.
     pub fn ctr_spawn(&self, args: &[&str]) -> Spawned {
         Spawned::spawn(self.ctr_command(args))
+    }
+
+    /// A client of this containerd's Tasks API in this instance's namespace (panics, with the
+    /// log tail, when it cannot connect).
+    #[track_caller]
+    pub fn tasks_api(&self) -> crate::TasksApi {
+        crate::TasksApi::connect(&self.address(), &self.ns)
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.log_tail(30)))
     }
 
     /// Start `ctr events` and wait until it is subscribed (a probe event is seen).
@@ -513,8 +530,58 @@ disabled_plugins = [{disabled}]
     /// Stop (if running) and start containerd again with the same root, state and config.
     pub fn restart(&mut self) {
         self.stop();
+        self.start_again();
+    }
+
+    /// SIGKILL containerd (by pid), as a crash would, and reap it. Shims keep running.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            procs::kill(c.id() as i32, libc::SIGKILL);
+            let _ = c.wait();
+        }
+    }
+
+    /// Start containerd again after [`stop`](Self::stop) or [`kill`](Self::kill), with the same
+    /// root, state and config.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "containerd is still running");
         let _ = fs::remove_file(self.address());
         self.spawn_daemon();
+    }
+
+    /// Like [`start_again`](Self::start_again), but containerd's ttrpc socket moves to a new
+    /// path. Shims started before keep forwarding events to the old path (their
+    /// `TTRPC_ADDRESS`), where nothing answers until [`release_shim_events`] links it to the
+    /// new socket. So a test can subscribe to events (`events()`) before the events the shims
+    /// queued while containerd was away arrive: containerd does not replay events to late
+    /// subscribers. containerd's own reconnection to shims (grpc side: the bundle's `address`
+    /// or `bootstrap.json`) is not affected.
+    ///
+    /// [`release_shim_events`]: Self::release_shim_events
+    pub fn start_again_holding_shim_events(&mut self) {
+        assert!(self.child.is_none(), "containerd is still running");
+        self.held_ttrpc = Some(self.ttrpc_address());
+        self.ttrpc_name = format!("{}.held", self.ttrpc_name);
+        self.write_config();
+        self.start_again();
+    }
+
+    /// Lets the shims' held events through: the old ttrpc path becomes a symlink to the socket
+    /// the restarted containerd listens on.
+    #[track_caller]
+    pub fn release_shim_events(&mut self) {
+        let old = self
+            .held_ttrpc
+            .take()
+            .expect("release_shim_events without start_again_holding_shim_events");
+        match fs::remove_file(&old) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("removing the stale ttrpc socket {}: {e}", old.display()),
+        }
+        let new = self.ttrpc_address();
+        std::os::unix::fs::symlink(&new, &old)
+            .unwrap_or_else(|e| panic!("linking {} to {}: {e}", old.display(), new.display()));
     }
 
     // ---- shim and container introspection ----

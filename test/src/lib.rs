@@ -21,11 +21,13 @@ pub mod cri;
 pub mod events;
 pub mod procs;
 pub mod records;
+pub mod tasks_api;
 
 pub use cmd::{CmdOutput, Spawned};
 pub use containerd::{Containerd, ContainerdBuilder, TaskInfo};
 pub use events::{parse_event_line, Event, EventStream};
 pub use procs::{mountinfo_lines_containing, mounts_under, pid_alive, wait_until};
+pub use tasks_api::TasksApi;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

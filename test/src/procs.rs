@@ -192,6 +192,42 @@ pub fn in_cgroup_namespace(pid: i32, ns: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// The memory limit file of `pid`'s memory cgroup, from /proc/<pid>/cgroup: cgroup v1's
+/// `/sys/fs/cgroup/memory/<path>/memory.limit_in_bytes`, else v2's `/sys/fs/cgroup/<path>/memory.max`.
+pub fn memory_limit_file(pid: i32) -> Result<PathBuf, String> {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .map_err(|e| format!("reading /proc/{pid}/cgroup: {e}"))?;
+    let path_of = |want: &dyn Fn(&str) -> bool| {
+        text.lines().find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, ctl, path) = (f.next()?, f.next()?, f.next()?);
+            want(ctl).then(|| path.trim_start_matches('/').to_string())
+        })
+    };
+    if let Some(p) = path_of(&|ctl| ctl.split(',').any(|c| c == "memory")) {
+        return Ok(Path::new("/sys/fs/cgroup/memory")
+            .join(p)
+            .join("memory.limit_in_bytes"));
+    }
+    match path_of(&|ctl| ctl.is_empty()) {
+        Some(p) => Ok(Path::new("/sys/fs/cgroup").join(p).join("memory.max")),
+        None => Err(format!("pid {pid} has no memory cgroup:\n{text}")),
+    }
+}
+
+/// The memory limit in bytes of `pid`'s cgroup (`None` for v2's `max`).
+pub fn memory_limit(pid: i32) -> Result<Option<u64>, String> {
+    let file = memory_limit_file(pid)?;
+    let text = fs::read_to_string(&file).map_err(|e| format!("reading {}: {e}", file.display()))?;
+    match text.trim() {
+        "max" => Ok(None),
+        n => n
+            .parse()
+            .map(Some)
+            .map_err(|e| format!("{}: {n:?}: {e}", file.display())),
+    }
+}
+
 fn unescape_mountinfo(s: &str) -> String {
     // mountinfo escapes space, tab, newline and backslash as \ooo
     let b = s.as_bytes();

@@ -75,6 +75,18 @@ impl LogSetup {
         self.container_dir(id).join("container.log")
     }
 
+    /// `<root>/<namespace>/<id>/runtime.log`.
+    pub fn runtime_log(&self, id: &str) -> PathBuf {
+        self.container_dir(id).join("runtime.log")
+    }
+
+    /// The container's `runtime.log`, one parsed JSON value a line (tests check each with
+    /// `scribe_events::validate_runtime_record`).
+    #[track_caller]
+    pub fn runtime_records(&self, id: &str) -> Vec<Value> {
+        read_json_lines(&self.runtime_log(id))
+    }
+
     /// `<root>/<namespace>/<id>/<id>-json.log`.
     pub fn json_log(&self, id: &str) -> PathBuf {
         self.container_dir(id).join(format!("{id}-json.log"))

@@ -261,3 +261,139 @@ fn failed_exec_start_is_recorded_with_the_runtime_error() {
         recs[4]
     );
 }
+
+/// containerd's tasks service publishes no event for Update; every other record has its event.
+fn has_event(record: &Value) -> bool {
+    record["event"] != "update"
+}
+
+#[test]
+fn every_lifecycle_step_is_recorded_in_order() {
+    let c = Containerd::start();
+    let logs = LogSetup::new(&c, "steps", "");
+    let ev = c.events();
+    let api = c.tasks_api();
+    let id = "steps";
+    c.ctr_ok(&logs.run_args(&["-d", IMAGE, id, "sleep", "1000"]));
+    assert!(c.wait_task_status(id, "RUNNING", T), "{:?}", c.tasks());
+    let init_pid = c.task(id).map(|t| t.pid as i32).expect("init pid");
+
+    let o = c.ctr(&["task", "exec", "--exec-id", "ex1", id, "sh", "-c", "exit 3"]);
+    assert_eq!(o.code, Some(3), "exec: {o}");
+    c.ctr_ok(&["task", "pause", id]);
+    assert_eq!(c.task(id).map(|t| t.status), Some("PAUSED".into()));
+    c.ctr_ok(&["task", "resume", id]);
+    assert_eq!(c.task(id).map(|t| t.status), Some("RUNNING".into()));
+
+    // Update through containerd's Tasks API (ctr has no `task update`): the new limit reaches
+    // the container's cgroup.
+    let limit: u64 = 48 * 1024 * 1024;
+    let before = procs::memory_limit(init_pid).unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(before, Some(limit), "the limit is already {limit}");
+    api.update_resources(id, &serde_json::json!({ "memory": { "limit": limit } }))
+        .unwrap_or_else(|s| panic!("Update: {s:?}\n{}", c.log_tail(30)));
+    let file = procs::memory_limit_file(init_pid).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        procs::memory_limit(init_pid).unwrap_or_else(|e| panic!("{e}")),
+        Some(limit),
+        "{} after Update",
+        file.display()
+    );
+    // A payload that is not LinuxResources JSON is refused as an invalid argument, and the limit
+    // stays.
+    let bad = api
+        .update(tasks_api::UpdateTaskRequest {
+            container_id: id.to_string(),
+            resources: Some(prost_types::Any {
+                type_url: tasks_api::LINUX_RESOURCES_TYPE_URL.to_string(),
+                value: b"{not json".to_vec(),
+            }),
+            annotations: Default::default(),
+        })
+        .expect_err("a malformed Update was accepted");
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad:?}");
+    assert_eq!(
+        procs::memory_limit(init_pid).unwrap_or_else(|e| panic!("{e}")),
+        Some(limit),
+        "a refused Update changed {}",
+        file.display()
+    );
+
+    c.ctr_ok(&["task", "kill", "-s", "SIGKILL", id]);
+    assert_eq!(ev.wait_exit(id, T), Some(137), "events:\n{}", ev.dump());
+    c.ctr_ok(&["task", "rm", id]);
+    assert!(
+        ev.wait_topic(id, "/tasks/delete", T).is_some(),
+        "no /tasks/delete; events:\n{}",
+        ev.dump()
+    );
+    c.ctr_ok(&["containers", "rm", id]);
+    c.assert_clean();
+
+    let recs = valid_records(&logs, id);
+    let steps: Vec<(&str, &str)> = recs
+        .iter()
+        .map(|r| (r["event"].as_str().unwrap(), r["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("create", "created"),
+            ("start", "running"),
+            ("exec_added", "created"),
+            ("exec_started", "running"),
+            ("exit", "stopped"),
+            ("pause", "paused"),
+            ("resume", "running"),
+            ("update", "running"),
+            ("update", "failed"),
+            ("exit", "stopped"),
+            ("delete", "deleted"),
+        ],
+        "container.log:\n{}",
+        dump(&recs)
+    );
+    let at = |n: usize| &recs[n];
+    assert_eq!(at(2)["exec_id"], "ex1", "{}", at(2));
+    assert_eq!(at(3)["exec_id"], "ex1", "{}", at(3));
+    assert_eq!(at(4)["exec_id"], "ex1", "{}", at(4));
+    assert_eq!(u64_field(at(4), "exit_code"), Some(3), "{}", at(4));
+    let refused = at(8)["error"].as_str().unwrap_or("");
+    assert!(
+        refused.contains("not LinuxResources JSON"),
+        "the failed update says why: {}",
+        at(8)
+    );
+    assert!(at(9).get("exec_id").is_none(), "{}", at(9));
+    assert_eq!(u64_field(at(9), "pid"), Some(init_pid as u64), "{}", at(9));
+    assert_eq!(u64_field(at(9), "exit_code"), Some(137), "{}", at(9));
+    assert_eq!(u64_field(at(10), "exit_code"), Some(137), "{}", at(10));
+
+    // the same steps, in the same order, as containerd's events
+    let from_events: Vec<&str> = ev
+        .for_container(id)
+        .iter()
+        .filter_map(|e| record_event_of(&e.topic))
+        .collect();
+    let from_records: Vec<&str> = recs
+        .iter()
+        .filter(|r| has_event(r))
+        .map(|r| r["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        from_records,
+        from_events,
+        "container.log vs ctr events:\n{}\n{}",
+        dump(&recs),
+        ev.dump()
+    );
+    let ts: Vec<&str> = recs
+        .iter()
+        .map(|r| r["timestamp"].as_str().unwrap())
+        .collect();
+    assert!(
+        ts.windows(2).all(|w| w[0] <= w[1]),
+        "timestamps go back:\n{}",
+        dump(&recs)
+    );
+}

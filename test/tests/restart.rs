@@ -1,7 +1,7 @@
 //! Issue 2: containerd restarts while a container runs.
 
 use scribe_e2e::*;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -135,6 +135,120 @@ fn containerd_restart_then_task_exits_on_its_own() {
     );
     if c.task(id).is_some() {
         c.ctr_ok(&["task", "rm", id]);
+    }
+    c.ctr_ok(&["containers", "rm", id]);
+    c.assert_no_shims_no_mounts();
+}
+
+/// How long containerd stays down while the container exits.
+const DOWN: Duration = Duration::from_secs(5);
+/// The publisher's longest retry delay (`PublisherConfig::backoff_max`), plus slack for a loaded
+/// machine: how soon after containerd is reachable again the queued exit must arrive.
+const REDELIVERY: Duration = Duration::from_secs(1 + 3);
+
+/// Issue 5: the container exits (status 7) while containerd is down (SIGKILLed). When
+/// containerd is back, the TaskExit the shim queued reaches it and its subscribers.
+///
+/// The subscriber must be attached before the event lands, and containerd does not replay
+/// events: the harness holds the shims' events back (containerd's ttrpc socket moves, see
+/// `start_again_holding_shim_events`) until `ctr events` is subscribed, then lets them through.
+/// From the shim's side this is just a longer outage.
+///
+/// After the restart containerd 1.6 lists the task as STOPPED with exit status 7. 1.7 and 2.x
+/// find a task without processes when they reload the shims, take it for a leaked shim
+/// (containerd#6860) and delete it; the exit status then also shows in the TaskDelete that
+/// Scribe publishes when containerd deletes it. containerd's Go shim does not deliver the
+/// exit there: it exits at that delete with the event still queued (its 1.6 behaviour matches
+/// Scribe's).
+#[test]
+fn exit_while_containerd_is_down_is_delivered_when_it_is_back() {
+    let mut c = Containerd::start();
+    let version = cri::containerd_version(c.bin_dir());
+    let id = "downexit";
+    c.ctr_ok(&c.run_args(&["-d", IMAGE, id, "sh", "-c", "sleep 2; exit 7"]));
+    assert!(c.wait_task_status(id, "RUNNING", T), "{:?}", c.tasks());
+    let init = c.task(id).expect("task").pid as i32;
+    let shim = c.shim_pid(id).expect("shim pid");
+    let down_at = Instant::now();
+    c.kill();
+    assert!(
+        wait_until(Duration::from_secs(10), || !pid_alive(init)),
+        "the container did not exit on its own"
+    );
+    assert!(
+        down_at.elapsed() < DOWN,
+        "the container exited only {:?} after containerd went down",
+        down_at.elapsed()
+    );
+    std::thread::sleep(DOWN.saturating_sub(down_at.elapsed()));
+    assert!(pid_alive(shim), "the shim died while containerd was down");
+
+    c.start_again_holding_shim_events();
+    let ev = c.events();
+    assert!(
+        ev.for_container(id).is_empty(),
+        "events of {id} arrived while held:\n{}",
+        ev.dump()
+    );
+    c.release_shim_events();
+    let released = Instant::now();
+    if !testing_scribe() && version >= (1, 7) {
+        // containerd's Go shim exits when containerd deletes the "leaked" task at reload, and its
+        // queued TaskExit goes with it: nothing to check but the cleanup.
+        let exit = ev.wait_topic(id, "/tasks/exit", REDELIVERY);
+        eprintln!(
+            "{} on containerd {version:?}: TaskExit after the restart: {exit:?}",
+            c.runtime()
+        );
+        assert!(wait_until(T, || c.task(id).is_none()), "{:?}", c.tasks());
+        c.ctr_ok(&["containers", "rm", id]);
+        c.assert_no_shims_no_mounts();
+        return;
+    }
+    let exit = ev.wait_topic(id, "/tasks/exit", T);
+    let latency = released.elapsed();
+    let exit = exit.unwrap_or_else(|| {
+        panic!(
+            "no TaskExit after containerd came back:\n{}\n{}",
+            ev.dump(),
+            c.log_tail(40)
+        )
+    });
+    eprintln!("TaskExit(7) arrived {latency:?} after containerd's ttrpc socket was reachable");
+    assert_eq!(exit.exit_status(), Some(7), "{}", exit.raw);
+    assert_eq!(exit.pid(), Some(init as u64), "{}", exit.raw);
+    assert!(
+        latency < REDELIVERY,
+        "the queued TaskExit took {latency:?} to arrive once containerd was reachable"
+    );
+
+    let api = c.tasks_api();
+    if version < (1, 7) {
+        let task = c.task(id);
+        assert_eq!(
+            task.as_ref().map(|t| t.status.as_str()),
+            Some("STOPPED"),
+            "{:?}",
+            c.tasks()
+        );
+        let p = api
+            .get(id, "")
+            .unwrap_or_else(|s| panic!("Get {id}: {s:?}\n{}", c.log_tail(30)));
+        assert_eq!(p.status(), tasks_api::ProcessStatus::Stopped, "{p:?}");
+        assert_eq!(p.exit_status, 7, "{p:?}");
+        assert_eq!(p.pid, init as u32, "{p:?}");
+        c.ctr_ok(&["task", "rm", id]);
+    } else {
+        let del = ev.wait_topic(id, "/tasks/delete", T).unwrap_or_else(|| {
+            panic!(
+                "containerd {version:?} removed the task without a TaskDelete:\n{}",
+                ev.dump()
+            )
+        });
+        assert_eq!(del.exit_status(), Some(7), "{}", del.raw);
+        assert!(c.task(id).is_none(), "{:?}", c.tasks());
+        let gone = api.get(id, "").expect_err("Get of a deleted task");
+        assert_eq!(gone.code(), tonic::Code::NotFound, "{gone:?}");
     }
     c.ctr_ok(&["containers", "rm", id]);
     c.assert_no_shims_no_mounts();

@@ -30,7 +30,8 @@ pub struct PublisherConfig {
     pub max_age: Duration,
     /// First retry delay; it doubles on each failure.
     pub backoff_min: Duration,
-    /// Longest retry delay.
+    /// Longest retry delay: once containerd is back, an event waits at most this long (plus
+    /// one call) to be delivered.
     pub backoff_max: Duration,
     /// Limit for connecting and for each `Forward` call.
     pub call_timeout: Duration,
@@ -42,7 +43,10 @@ impl Default for PublisherConfig {
             capacity: 10_000,
             max_age: Duration::from_secs(300),
             backoff_min: Duration::from_millis(20),
-            backoff_max: Duration::from_secs(2),
+            // containerd's state (a task's exit seen by `ctr task wait`, CRI) lags a restart by
+            // up to this much; retrying a unix-socket connect once a second while containerd is
+            // away costs next to nothing.
+            backoff_max: Duration::from_secs(1),
             call_timeout: Duration::from_secs(5),
         }
     }

@@ -19,7 +19,7 @@ impl Recorder {
         match ContainerLog::open(root, namespace, id) {
             Ok(log) => Recorder { log: Some(log) },
             Err(e) => {
-                log::error!("container {id}: container.log disabled: {e}");
+                log::error!(container = id, error:% = e; "container.log disabled");
                 Recorder { log: None }
             }
         }
@@ -30,9 +30,8 @@ impl Recorder {
         if let Some(log) = &self.log {
             if let Err(e) = log.append(&rec) {
                 log::error!(
-                    "container {}: writing {} record: {e}",
-                    rec.container_id,
-                    rec.event.as_str()
+                    container = rec.container_id.as_str(), error:% = e;
+                    "writing the {} record", rec.event.as_str()
                 );
             }
         }

@@ -352,37 +352,42 @@ impl Service {
         }
         let mut settings = self.settings_for(&bundle, req)?;
         let spec = SpecInfo::read(&bundle);
-        if spec.wants_systemd_cgroup() && !settings.systemd_cgroup {
-            log::info!("container {id}: systemd cgroups path: using --systemd-cgroup");
-            settings.systemd_cgroup = true;
-            // `delete` after a shim crash must call the runtime the same way.
-            settings
-                .save(&bundle)
-                .map_err(|e| status(ttrpc::Code::INTERNAL, e))?;
-        }
         let logs = logconfig::resolve(&settings, &spec).map_err(|e| {
             status(
                 ttrpc::Code::INVALID_ARGUMENT,
                 format!("container {id}: {e}"),
             )
         })?;
-        let recorder = Arc::new(Recorder::open(
-            logs.container_log,
-            &logs.root,
-            &self.namespace,
-            id,
-        ));
+        // From here on the shim's own lines about this container also go to its runtime.log.
         let runtime_log = if logs.runtime_log {
             match RuntimeLog::open(&logs.root, &self.namespace, id) {
-                Ok(l) => Some(Arc::new(l)),
+                Ok(l) => {
+                    let l = Arc::new(l);
+                    crate::logger::attach(id, l.clone());
+                    Some(l)
+                }
                 Err(e) => {
-                    log::error!("container {id}: runtime.log disabled: {e}");
+                    log::error!(container = id, error:% = e; "runtime.log disabled");
                     None
                 }
             }
         } else {
             None
         };
+        let recorder = Arc::new(Recorder::open(
+            logs.container_log,
+            &logs.root,
+            &self.namespace,
+            id,
+        ));
+        if spec.wants_systemd_cgroup() && !settings.systemd_cgroup {
+            log::info!(container = id; "systemd cgroups path: using --systemd-cgroup");
+            settings.systemd_cgroup = true;
+            // `delete` after a shim crash must call the runtime the same way.
+            settings
+                .save(&bundle)
+                .map_err(|e| status(ttrpc::Code::INTERNAL, e))?;
+        }
         Ok(Prepared {
             bundle,
             settings,
@@ -460,7 +465,7 @@ impl Service {
         let undo_mount = || {
             if !mounts.is_empty() {
                 if let Err(e) = unmount_all(&rootfs) {
-                    log::error!("container {id}: {e}");
+                    log::error!(container = id, error:% = e; "unmounting the rootfs");
                 }
             }
         };
@@ -546,8 +551,8 @@ impl Service {
         match ContainerCgroup::of_pid(pid as i32) {
             Ok(cg) => c.set_cgroup(cg),
             Err(e) => log::warn!(
-                "container {}: no cgroup found for init pid {pid} (no OOM events or stats): {e}",
-                c.id
+                container = c.id.as_str(), error:% = e;
+                "no cgroup found for init pid {pid}: no OOM events or stats"
             ),
         }
         self.arm_oom_watch(c);
@@ -594,10 +599,21 @@ impl Service {
         }
         self.watch_init(c, pid);
         log::info!(
-            "container {id}: restored from {}, init pid {pid}",
+            container = id;
+            "restored from {}, init pid {pid}",
             r.opts.image_path
         );
         Ok(pid)
+    }
+
+    /// Logs a failed Create and stops routing the shim's lines to the runtime.log of a container
+    /// that did not come to be (a duplicate id keeps the existing container's route).
+    fn create_failed(&self, id: &str, e: ttrpc::Error) -> ttrpc::Error {
+        log::error!(container = id, error:% = error_text(&e); "create failed");
+        if !self.table().contains_key(id) {
+            crate::logger::detach(id);
+        }
+        e
     }
 
     async fn pause_or_resume(&self, c: &Arc<Container>, pause: bool) -> Result<()> {
@@ -783,7 +799,7 @@ impl Service {
                 c.set_oom_final(tx);
                 tokio::spawn(watch_oom(c.clone(), watcher, rx, self.publisher.clone()));
             }
-            Err(e) => log::warn!("container {}: OOM events unavailable: {e}", c.id),
+            Err(e) => log::warn!(container = c.id.as_str(), error:% = e; "OOM events unavailable"),
         }
     }
 
@@ -920,6 +936,47 @@ impl Service {
         ));
         Ok(pid)
     }
+
+    /// Delivers a Kill request's signal: to the init through the runtime, to an exec by pid.
+    async fn signal(&self, c: &Container, p: &Process, req: &api::KillRequest) -> Result<()> {
+        let finished = || {
+            status(
+                ttrpc::Code::NOT_FOUND,
+                format!("container {}: process already finished", c.id),
+            )
+        };
+        if p.status() == Status::Stopped {
+            return Err(finished());
+        }
+        if !p.exec_id.is_empty() {
+            // The runtime's kill only targets the init; an exec is signalled by pid.
+            if p.status() == Status::Created {
+                return Err(status(
+                    ttrpc::Code::FAILED_PRECONDITION,
+                    format!("container {}: exec {} is not started", c.id, p.exec_id),
+                ));
+            }
+            let sig = nix::sys::signal::Signal::try_from(req.signal as i32).map_err(|e| {
+                status(
+                    ttrpc::Code::INVALID_ARGUMENT,
+                    format!("signal {}: {e}", req.signal),
+                )
+            })?;
+            return match nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.pid() as i32), sig) {
+                Ok(()) => Ok(()),
+                Err(nix::Error::ESRCH) => Err(finished()),
+                Err(e) => Err(status(
+                    ttrpc::Code::UNKNOWN,
+                    format!("container {}: kill exec {}: {e}", c.id, p.exec_id),
+                )),
+            };
+        }
+        match c.runtime.kill(&c.id, req.signal, req.all).await {
+            Ok(()) => Ok(()),
+            Err(_) if p.status() == Status::Stopped => Err(finished()),
+            Err(e) => Err(runtime_error(&c.id, e)),
+        }
+    }
 }
 
 /// Stops a process's logging binary in the background (SIGTERM, SIGKILL after 12 s), as
@@ -930,7 +987,7 @@ async fn stop_logger(p: &Process) {
         tokio::spawn(async move {
             let pid = logger.pid();
             let outcome = logger.stop(exited, DEFAULT_STOP_GRACE).await;
-            log::debug!("logging binary pid {pid}: {outcome:?}");
+            log::debug!("logging binary pid {pid} stopped: {outcome:?}");
         });
     }
 }
@@ -943,6 +1000,15 @@ fn release_free_memory() {
     // SAFETY: malloc_trim only releases free memory held by the allocator.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+/// How log lines name a process: `init` or `exec <id>`.
+fn process_name(p: &Process) -> String {
+    if p.exec_id.is_empty() {
+        "init".to_string()
+    } else {
+        format!("exec {}", p.exec_id)
     }
 }
 
@@ -959,7 +1025,7 @@ fn record_status(p: &Process) -> ContainerStatus {
 /// Publishes TaskOOM and writes the `oom` record.
 fn publish_oom(c: &Container, dir: &Path, publisher: &Publisher) {
     let (peak, limit) = memory_figures(dir);
-    log::warn!("container {}: OOM kill in {}", c.id, dir.display());
+    log::warn!(container = c.id.as_str(); "OOM kill in {}", dir.display());
     publisher.publish(
         topics::TASK_OOM_EVENT_TOPIC,
         &ev::TaskOOM {
@@ -1019,9 +1085,9 @@ async fn watch_exit(
     let at = SystemTime::now();
     if !p.relay.lock().await.drain(OUTPUT_DRAIN_LIMIT).await {
         log::warn!(
-            "container {} {}: output still open {:?} after exit (a process outside the container holds it); publishing the exit",
-            c.id,
-            p.exec_id,
+            container = c.id.as_str();
+            "{}: output still open {:?} after exit (a process outside the container holds it); publishing the exit",
+            process_name(&p),
             OUTPUT_DRAIN_LIMIT
         );
     }
@@ -1046,8 +1112,8 @@ async fn watch_exit(
             .is_err()
         {
             log::error!(
-                "container {}: exec processes did not exit after the init; publishing the init's exit",
-                c.id
+                container = c.id.as_str();
+                "exec processes did not exit after the init; publishing the init's exit"
             );
         }
     }
@@ -1100,7 +1166,10 @@ impl Task for Service {
         _: &TtrpcContext,
         req: api::CreateTaskRequest,
     ) -> Result<api::CreateTaskResponse> {
-        let prepared = self.prepare(&req)?;
+        let prepared = match self.prepare(&req) {
+            Ok(p) => p,
+            Err(e) => return Err(self.create_failed(&req.id, e)),
+        };
         let c = match self.create_container(&req, &prepared).await {
             Ok(c) => c,
             Err(e) => {
@@ -1109,7 +1178,7 @@ impl Task for Service {
                     &req.id,
                     error_text(&e),
                 ));
-                return Err(e);
+                return Err(self.create_failed(&req.id, e));
             }
         };
         let pid = c.init.pid();
@@ -1133,7 +1202,7 @@ impl Task for Service {
                 ..Default::default()
             },
         );
-        log::info!("container {}: created, init pid {pid}", c.id);
+        log::info!(container = c.id.as_str(); "created, init pid {pid}");
         Ok(api::CreateTaskResponse {
             pid,
             ..Default::default()
@@ -1142,11 +1211,18 @@ impl Task for Service {
 
     async fn start(&self, _: &TtrpcContext, req: api::StartRequest) -> Result<api::StartResponse> {
         let (c, p) = self.process(&req.id, &req.exec_id)?;
-        let pid = if req.exec_id.is_empty() {
-            self.start_init(&c).await?
+        let started = if req.exec_id.is_empty() {
+            self.start_init(&c).await
         } else {
-            self.start_exec(&c, &p).await?
+            self.start_exec(&c, &p).await
         };
+        let pid = started.inspect_err(|e| {
+            log::error!(
+                container = c.id.as_str(), error:% = error_text(e);
+                "{} failed to start", process_name(&p)
+            );
+        })?;
+        log::info!(container = c.id.as_str(); "{} started, pid {pid}", process_name(&p));
         release_free_memory();
         Ok(api::StartResponse {
             pid,
@@ -1246,42 +1322,22 @@ impl Task for Service {
 
     async fn kill(&self, _: &TtrpcContext, req: api::KillRequest) -> Result<Empty> {
         let (c, p) = self.process(&req.id, &req.exec_id)?;
-        let finished = || {
-            status(
-                ttrpc::Code::NOT_FOUND,
-                format!("container {}: process already finished", c.id),
-            )
-        };
-        if p.status() == Status::Stopped {
-            return Err(finished());
-        }
-        if !p.exec_id.is_empty() {
-            // The runtime's kill only targets the init; an exec is signalled by pid.
-            if p.status() == Status::Created {
-                return Err(status(
-                    ttrpc::Code::FAILED_PRECONDITION,
-                    format!("container {}: exec {} is not started", c.id, p.exec_id),
-                ));
+        match self.signal(&c, &p, &req).await {
+            Ok(()) => {
+                log::debug!(
+                    container = c.id.as_str();
+                    "{}: sent signal {}{}", process_name(&p), req.signal,
+                    if req.all { " to every process" } else { "" }
+                );
+                Ok(Empty::new())
             }
-            let sig = nix::sys::signal::Signal::try_from(req.signal as i32).map_err(|e| {
-                status(
-                    ttrpc::Code::INVALID_ARGUMENT,
-                    format!("signal {}: {e}", req.signal),
-                )
-            })?;
-            return match nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.pid() as i32), sig) {
-                Ok(()) => Ok(Empty::new()),
-                Err(nix::Error::ESRCH) => Err(finished()),
-                Err(e) => Err(status(
-                    ttrpc::Code::UNKNOWN,
-                    format!("container {}: kill exec {}: {e}", c.id, p.exec_id),
-                )),
-            };
-        }
-        match c.runtime.kill(&c.id, req.signal, req.all).await {
-            Ok(()) => Ok(Empty::new()),
-            Err(_) if p.status() == Status::Stopped => Err(finished()),
-            Err(e) => Err(runtime_error(&c.id, e)),
+            Err(e) => {
+                log::warn!(
+                    container = c.id.as_str(), error:% = error_text(&e);
+                    "{}: signal {} not delivered", process_name(&p), req.signal
+                );
+                Err(e)
+            }
         }
     }
 
@@ -1373,7 +1429,8 @@ impl Task for Service {
             Some(p.pid()),
             Some(exit.code as i32),
         ));
-        log::info!("container {}: deleted", c.id);
+        log::info!(container = c.id.as_str(); "deleted");
+        crate::logger::detach(&c.id);
         Ok(api::DeleteResponse {
             pid: p.pid(),
             exit_status: exit.code,
@@ -1445,8 +1502,11 @@ impl Task for Service {
     }
 
     async fn shutdown(&self, _: &TtrpcContext, _: api::ShutdownRequest) -> Result<Empty> {
-        if self.table().is_empty() {
+        let served = self.table().len();
+        if served == 0 {
             self.shutdown.notify_one();
+        } else {
+            log::info!("shutdown requested while serving {served} container(s): staying");
         }
         Ok(Empty::new())
     }
