@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 
 use crate::binary::{BinaryLogger, DEFAULT_READY_TIMEOUT};
 use crate::framing::LineFramer;
-use crate::jsonfile::JsonFileWriter;
+pub use crate::jsonlog::JsonLog;
 use crate::relay::{splice_some, CHUNK};
 use crate::stream::Stream;
 use crate::uri::StdioUri;
@@ -38,66 +38,6 @@ pub struct ContainerEnds {
     pub stdin: Option<OwnedFd>,
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
-}
-
-/// A Docker json-file log fed by both output streams of a process (same bytes as the FIFOs).
-pub struct JsonLog {
-    writer: std::sync::Mutex<JsonFileWriter>,
-    max_line: usize,
-}
-
-impl JsonLog {
-    /// Wraps an opened writer; lines longer than `max_line` are split Docker's way.
-    pub fn new(writer: JsonFileWriter, max_line: usize) -> JsonLog {
-        JsonLog {
-            writer: std::sync::Mutex::new(writer),
-            max_line,
-        }
-    }
-
-    /// What was written and dropped so far.
-    pub fn stats(&self) -> crate::jsonfile::JsonFileStats {
-        self.lock().stats()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, JsonFileWriter> {
-        self.writer.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn write_batch(&self, stream: Stream, batch: &MessageBatch, name: &str) {
-        if batch.ends.is_empty() {
-            return;
-        }
-        let time = std::time::SystemTime::now();
-        match self.lock().write_many(stream, &batch.messages(), time) {
-            Ok(w) => {
-                if let Some(lost) = w.resumed_after {
-                    log::warn!(
-                        "json-file log for {name} writable again after dropping {} entries ({} bytes)",
-                        lost.entries,
-                        lost.bytes
-                    );
-                }
-                if let Some(e) = w.warning {
-                    log::warn!("json-file log for {name}: {e}");
-                }
-            }
-            // A full disk must not block or kill the container: the entry is dropped and
-            // counted, and the writer retries on the next line.
-            Err(e) if e.is_repeat() => {}
-            Err(e) => {
-                log::error!("json-file log for {name}: {e}; dropping entries until it recovers")
-            }
-        }
-    }
-}
-
-impl std::fmt::Debug for JsonLog {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JsonLog")
-            .field("max_line", &self.max_line)
-            .finish()
-    }
 }
 
 /// What containerd asked for a process's stdio, and who the process is.
@@ -274,7 +214,9 @@ impl Relay {
             *slot = Some(w);
             let out = Output {
                 sink,
-                json: json.clone().map(|log| (LineFramer::new(log.max_line), log)),
+                json: json
+                    .clone()
+                    .map(|log| (LineFramer::new(log.max_line()), log)),
                 stream,
                 name: if spec.is_empty() {
                     format!("{stream:?}")
@@ -331,7 +273,7 @@ impl Relay {
         let mut relay = Relay::default();
         let out = Output {
             sink,
-            json: json.map(|log| (LineFramer::new(log.max_line), log)),
+            json: json.map(|log| (LineFramer::new(log.max_line()), log)),
             stream: Stream::Stdout,
             name: format!("terminal of {}", stdio.id),
             shed: 0,
@@ -511,7 +453,7 @@ impl Output {
             let batch = &mut self.batch;
             batch.clear();
             framer.push(chunk, |m| batch.push(m.bytes));
-            log.write_batch(self.stream, batch, &self.name);
+            log.write_messages(self.stream, &batch.messages());
         }
         if let Some(sink) = &mut self.sink {
             let written = match (sink, self.json.is_some()) {
@@ -543,7 +485,7 @@ impl Output {
             let batch = &mut self.batch;
             batch.clear();
             framer.finish(|m| batch.push(m.bytes));
-            log.write_batch(self.stream, batch, &self.name);
+            log.write_messages(self.stream, &batch.messages());
         }
     }
 }

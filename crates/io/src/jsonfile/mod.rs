@@ -21,6 +21,7 @@
 mod entry;
 mod escape;
 mod options;
+mod report;
 mod rotate;
 mod tag;
 
@@ -32,6 +33,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 pub use options::{parse_size, JsonFileOptions, OptionError, OPTION_KEYS};
+pub use report::{DropTracker, JsonFileReport, JsonFileReporter, SETTLE};
 pub use tag::{TagError, TagInfo, TagTemplate};
 
 use crate::stream::Stream;
@@ -238,6 +240,11 @@ impl JsonFileWriter {
     /// Totals so far.
     pub fn stats(&self) -> JsonFileStats {
         self.stats
+    }
+
+    /// Whether the last write failed (its entries were dropped); the next write retries.
+    pub fn is_dropping(&self) -> bool {
+        self.failing.is_some()
     }
 
     /// Current size of the live file, as tracked by the writer.
