@@ -22,6 +22,7 @@ pub mod cri;
 pub mod events;
 pub mod procs;
 pub mod records;
+pub mod tmpfs;
 
 pub use cmd::{CmdOutput, Spawned};
 pub use containerd::{Containerd, ContainerdBuilder, TaskInfo};
