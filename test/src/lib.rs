@@ -15,6 +15,7 @@
 //! - `SCRIBE_E2E_IMAGE_TAR`: use this image tarball instead of building one.
 //! - `SCRIBE_E2E_KEEP=1`: keep the temp dir of each instance (for debugging).
 
+pub mod bigstream;
 pub mod binlogger;
 pub mod cmd;
 pub mod containerd;
