@@ -32,6 +32,8 @@ pub mod runclog;
 pub mod stdio;
 #[warn(missing_docs)]
 pub mod stream;
+#[cfg(test)]
+mod testutil;
 #[warn(missing_docs)]
 pub mod timefmt;
 #[warn(missing_docs)]
