@@ -45,6 +45,16 @@ impl JsonLog {
         }
     }
 
+    /// How long writes must work after drops before the log counts as writable again
+    /// (default [`crate::jsonfile::SETTLE`]).
+    pub fn with_settle(self, settle: std::time::Duration) -> JsonLog {
+        {
+            let mut g = self.lock();
+            g.tracker = std::mem::take(&mut g.tracker).with_settle(settle);
+        }
+        self
+    }
+
     /// Also sends every report to `reporter` (besides the shim's own log).
     pub fn with_reporter(mut self, reporter: Arc<dyn JsonFileReporter>) -> JsonLog {
         self.reporter = Some(reporter);
@@ -84,6 +94,18 @@ impl JsonLog {
             let before = writer.stats();
             let result = writer.write_many(stream, messages, time);
             let after = writer.stats();
+            let wrote = after.entries_written > before.entries_written;
+            let lost = DropCounts {
+                entries: after.entries_dropped - before.entries_dropped,
+                bytes: after.bytes_dropped - before.bytes_dropped,
+            };
+            // One call can both write and drop. Writes come in order, so if the call ended
+            // dropping, what it wrote came before the drop (the disk filled up during the call),
+            // else after it (the disk had room again).
+            let ended_dropping = writer.is_dropping();
+            if wrote && ended_dropping && !tracker.is_healthy() {
+                reports.extend(tracker.written(Instant::now()));
+            }
             match &result {
                 Ok(w) => {
                     if let Some(e) = w.warning.as_ref().filter(|e| !e.is_repeat()) {
@@ -92,16 +114,10 @@ impl JsonLog {
                         });
                     }
                 }
-                Err(e) => {
-                    let lost = DropCounts {
-                        entries: after.entries_dropped - before.entries_dropped,
-                        bytes: after.bytes_dropped - before.bytes_dropped,
-                    };
-                    reports.extend(tracker.dropped(lost, &e.to_string()));
-                }
+                Err(e) if lost.entries > 0 => reports.extend(tracker.dropped(lost, &e.to_string())),
+                Err(_) => {}
             }
-            let wrote = after.entries_written > before.entries_written;
-            if wrote && !writer.is_dropping() && !tracker.is_healthy() {
+            if wrote && !ended_dropping && !tracker.is_healthy() {
                 reports.extend(tracker.written(Instant::now()));
             }
         }
@@ -219,6 +235,54 @@ mod tests {
         assert_eq!(log.stats().entries_written, 3);
         drop(log);
         assert_eq!(sink.reports(), []);
+    }
+
+    /// The disk fills up in the middle of one call after it had room again: the writes before
+    /// the drop end the old episode (`Resumed`) before the new one starts.
+    #[test]
+    fn a_call_that_writes_then_fills_the_disk_reports_resumed_then_dropping() {
+        let fs = crate::testutil::TinyTmpfs::must_mount("64k");
+        let filler = fs.path().join("filler");
+        std::fs::write(&filler, vec![0u8; 40 * 1024]).expect("filler");
+        let w = JsonFileWriter::open(
+            fs.path().join("c-json.log"),
+            &JsonFileOptions::default(),
+            &info(),
+        )
+        .expect("open");
+        let sink = Arc::new(Collect::default());
+        let log = JsonLog::new(w, 16 * 1024)
+            .with_reporter(sink.clone())
+            .with_settle(std::time::Duration::ZERO);
+        let line = format!("{}\n", "q".repeat(700));
+        let big: Vec<&[u8]> = vec![line.as_bytes(); 100]; // 70 kB
+        log.write_messages(Stream::Stdout, &big);
+        let first = log.stats();
+        assert!(
+            first.entries_written > 0 && first.entries_dropped > 0,
+            "{first:?}"
+        );
+        std::fs::remove_file(&filler).expect("free space");
+        log.write_messages(Stream::Stdout, &[b"room again\n"]);
+        log.write_messages(Stream::Stdout, &big);
+        let kinds: Vec<&str> = sink
+            .reports()
+            .iter()
+            .map(|r| match r {
+                JsonFileReport::Dropping { .. } => "dropping",
+                JsonFileReport::Resumed { .. } => "resumed",
+                JsonFileReport::Warning { .. } => "warning",
+                JsonFileReport::Closed { .. } => "closed",
+            })
+            .collect();
+        assert_eq!(kinds, ["dropping", "resumed", "dropping"]);
+        let Some(JsonFileReport::Resumed { lost }) = sink.reports().get(1).cloned() else {
+            panic!("{:?}", sink.reports());
+        };
+        assert_eq!(
+            lost.entries, first.entries_dropped,
+            "the first episode's drops"
+        );
     }
 
     /// `/dev/full` fails every write with ENOSPC: one `Dropping` naming the file and the errno,

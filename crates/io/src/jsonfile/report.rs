@@ -68,8 +68,10 @@ enum Phase {
 
 /// Turns write outcomes into [`JsonFileReport`]s: one `Dropping` when an episode starts, one
 /// `Resumed` when writing has worked for [`SETTLE`], one `Closed` at the end if anything was lost.
+/// Feed it the outcomes in the order they happened.
 #[derive(Debug, Clone)]
 pub struct DropTracker {
+    settle: Duration,
     phase: Phase,
     /// Drops of the current episode, not reported yet.
     pending: DropCounts,
@@ -80,6 +82,7 @@ pub struct DropTracker {
 impl Default for DropTracker {
     fn default() -> Self {
         DropTracker {
+            settle: SETTLE,
             phase: Phase::Healthy,
             pending: DropCounts::default(),
             total: DropCounts::default(),
@@ -93,7 +96,13 @@ impl DropTracker {
         Self::default()
     }
 
-    /// Some entries were dropped because of `error` (and the last write of the call failed).
+    /// How long writes must work after drops before `Resumed` (default [`SETTLE`]).
+    pub fn with_settle(mut self, settle: Duration) -> Self {
+        self.settle = settle;
+        self
+    }
+
+    /// Some entries were dropped because of `error`.
     pub fn dropped(&mut self, lost: DropCounts, error: &str) -> Option<JsonFileReport> {
         add(&mut self.pending, lost);
         add(&mut self.total, lost);
@@ -109,7 +118,7 @@ impl DropTracker {
         }
     }
 
-    /// Entries were written at `now` (and the last write of the call succeeded).
+    /// Entries were written at `now`.
     pub fn written(&mut self, now: Instant) -> Option<JsonFileReport> {
         match self.phase {
             Phase::Healthy => None,
@@ -117,7 +126,7 @@ impl DropTracker {
                 self.phase = Phase::Settling { since: now };
                 None
             }
-            Phase::Settling { since } if now.saturating_duration_since(since) >= SETTLE => {
+            Phase::Settling { since } if now.saturating_duration_since(since) >= self.settle => {
                 self.phase = Phase::Healthy;
                 Some(JsonFileReport::Resumed {
                     lost: std::mem::take(&mut self.pending),
