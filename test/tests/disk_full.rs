@@ -14,6 +14,8 @@ use scribe_e2e::records::{
 use scribe_e2e::tmpfs::Tmpfs;
 use scribe_e2e::*;
 use serde_json::Value;
+use std::io::Read;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Lines before the test frees space, the last line of the short phase after it, and in all.
@@ -21,15 +23,13 @@ const FILL: usize = 3000;
 const RESUME_TO: usize = 3400;
 const TOTAL: usize = 6000;
 
-/// stdout: `out 1` .. `out FILL` (more than the tmpfs holds); touch /signal/filled and wait for
-/// /signal/go; 200 lines,
+/// stdout: `out 1` .. `out FILL` (more than the tmpfs holds); wait for /signal/go; 200 lines,
 /// 2 s pause (writes have worked for longer than the shim's settle time), 200 lines; then
 /// `out RESUME_TO+1` .. `out TOTAL`, filling the disk again; `err end` on stderr; exit 3.
 fn script() -> String {
     format!(
         r#"i=1
 while [ $i -le {FILL} ]; do echo "out $i"; i=$((i+1)); done
-touch /signal/filled
 n=0; while [ ! -e /signal/go ] && [ $n -lt 600 ]; do sleep 0.1; n=$((n+1)); done
 while [ $i -le 3200 ]; do echo "out $i"; i=$((i+1)); done
 sleep 2
@@ -70,6 +70,22 @@ fn kind(r: &Value) -> &'static str {
     }
 }
 
+/// The stdout line numbers kept in the json-file log, as runs (`1-1441 2480-3512 ...`), for
+/// messages.
+fn runs(kept: &[usize]) -> String {
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for &n in kept {
+        match runs.last_mut() {
+            Some(r) if r.1 + 1 == n => r.1 = n,
+            _ => runs.push((n, n)),
+        }
+    }
+    runs.iter()
+        .map(|(a, b)| format!("{a}-{b}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn count(r: &Value, field: &str) -> u64 {
     r[field]
         .as_u64()
@@ -104,46 +120,76 @@ fn full_json_file_disk_drops_and_reports_while_the_container_and_ctr_get_everyth
         signal.display()
     );
     let script = script();
-    let run =
-        c.ctr_spawn(&logs.run_args(&["--rm", "--mount", &mount, IMAGE, id, "sh", "-c", &script]));
-
-    // The disk fills up during the first phase: the first record says so.
-    assert!(
-        wait_until(Duration::from_secs(60), || !json_file_records(&runtime_log)
-            .is_empty()),
-        "no json-file record in {} while the disk is full ({} bytes free)\n{}",
-        runtime_log.display(),
-        fs.free_bytes(),
-        c.log_tail(30)
-    );
-    let first = json_file_records(&runtime_log).remove(0);
-    assert_eq!(kind(&first), "dropping", "{first}");
-    assert_eq!(first["level"], "error", "{first}");
-    let error = first["error"].as_str().unwrap_or("");
-    assert!(
-        error.contains(&*json_log.to_string_lossy()) && error.contains("No space left on device"),
-        "the error must name the file and the OS error: {first}"
-    );
-    assert_eq!(first["container_id"], id, "{first}");
-
-    // Once the first phase is over, make room and let the container go on.
-    assert!(
-        wait_until(Duration::from_secs(60), || signal.join("filled").exists()),
-        "the container did not finish its first phase"
-    );
-    std::fs::remove_file(&filler).unwrap_or_else(|e| panic!("{}: {e}", filler.display()));
-    std::fs::write(signal.join("go"), b"").unwrap_or_else(|e| panic!("{}: {e}", signal.display()));
-    let o = run.wait_timeout(Duration::from_secs(120));
+    let args = logs.run_args(&["--rm", "--mount", &mount, IMAGE, id, "sh", "-c", &script]);
+    // ctr's stdout as it comes: seeing `out FILL` there means the shim has handled the whole
+    // first phase (it writes each read to the json-file before the FIFO).
+    let seen = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let o = std::thread::scope(|s| {
+        let sink = seen.clone();
+        let run = s.spawn(|| {
+            c.ctr_streaming(&args, Duration::from_secs(120), move |mut out| {
+                let mut buf = [0u8; 16 * 1024];
+                while let Ok(n) = out.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    sink.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .extend_from_slice(&buf[..n]);
+                }
+            })
+        });
+        let phase1 = format!("out {FILL}\n");
+        let done = wait_until(Duration::from_secs(60), || {
+            seen.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .ends_with(phase1.as_bytes())
+        });
+        if done {
+            // The first phase filled the disk: the first record says so.
+            let recs = json_file_records(&runtime_log);
+            let first = recs.first().unwrap_or_else(|| {
+                panic!(
+                    "no json-file record in {} while the disk is full ({} bytes free)",
+                    runtime_log.display(),
+                    fs.free_bytes()
+                )
+            });
+            assert_eq!(kind(first), "dropping", "{first}");
+            assert_eq!(first["level"], "error", "{first}");
+            let error = first["error"].as_str().unwrap_or("");
+            assert!(
+                error.contains(&*json_log.to_string_lossy())
+                    && error.contains("No space left on device"),
+                "the error must name the file and the OS error: {first}"
+            );
+            assert_eq!(first["container_id"], id, "{first}");
+            // Make room and let the container go on.
+            std::fs::remove_file(&filler).unwrap_or_else(|e| panic!("{}: {e}", filler.display()));
+        }
+        // (without the first phase the container gives up waiting after 60 s)
+        std::fs::write(signal.join("go"), b"")
+            .unwrap_or_else(|e| panic!("{}: {e}", signal.display()));
+        let (o, consumed) = run.join().unwrap_or_else(|_| panic!("ctr thread panicked"));
+        consumed.unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            done,
+            "ctr never got the first phase's last line: {o}\n{}",
+            c.log_tail(30)
+        );
+        o
+    });
     assert_eq!(o.code, Some(3), "the container's own exit status: {o}");
 
     // ctr got every byte, in order.
+    let got = std::mem::take(&mut *seen.lock().unwrap_or_else(|p| p.into_inner()));
     let want: String = (1..=TOTAL).map(|i| format!("out {i}\n")).collect();
     assert!(
-        o.stdout == want,
+        got == want.as_bytes(),
         "ctr's stdout: {} bytes, want {}; first difference at byte {:?}",
-        o.stdout.len(),
+        got.len(),
         want.len(),
-        o.stdout.bytes().zip(want.bytes()).position(|(a, b)| a != b)
+        got.iter().zip(want.bytes()).position(|(a, b)| *a != b)
     );
     assert!(o.stderr.contains("err end"), "ctr's stderr: {o}");
 
@@ -157,12 +203,30 @@ fn full_json_file_disk_drops_and_reports_while_the_container_and_ctr_get_everyth
         runtime_log.display(),
         json_file_records(&runtime_log)
     );
+    // What the json-file log kept (it is closed: the summary was written).
+    let entries: Vec<_> = json_log_files(&json_dir, id)
+        .iter()
+        .flat_map(|f| parse_json_log(&read_log_file(f), &f.display().to_string()))
+        .collect();
+    let kept: Vec<usize> = entries
+        .iter()
+        .filter(|e| e.stream == "stdout")
+        .map(|e| {
+            e.log
+                .strip_prefix("out ")
+                .and_then(|n| n.strip_suffix('\n'))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("not an output line: {e:?}"))
+        })
+        .collect();
+
     let recs = json_file_records(&runtime_log);
     let kinds: Vec<&str> = recs.iter().map(kind).collect();
     assert_eq!(
         kinds,
         ["dropping", "resumed", "dropping", "closed"],
-        "json-file records:\n{recs:#?}"
+        "json-file records:\n{recs:#?}\nlines kept: {}",
+        runs(&kept)
     );
     let (resumed, closed) = (&recs[1], &recs[3]);
     assert_eq!(resumed["level"], "warn", "{resumed}");
@@ -187,21 +251,6 @@ fn full_json_file_disk_drops_and_reports_while_the_container_and_ctr_get_everyth
     );
 
     // What is on the tmpfs plus what was reported dropped is all the output.
-    let entries: Vec<_> = json_log_files(&json_dir, id)
-        .iter()
-        .flat_map(|f| parse_json_log(&read_log_file(f), &f.display().to_string()))
-        .collect();
-    let kept: Vec<usize> = entries
-        .iter()
-        .filter(|e| e.stream == "stdout")
-        .map(|e| {
-            e.log
-                .strip_prefix("out ")
-                .and_then(|n| n.strip_suffix('\n'))
-                .and_then(|n| n.parse().ok())
-                .unwrap_or_else(|| panic!("not an output line: {e:?}"))
-        })
-        .collect();
     assert!(
         kept.windows(2).all(|w| w[0] < w[1]),
         "json-file entries out of order or repeated"
@@ -209,7 +258,8 @@ fn full_json_file_disk_drops_and_reports_while_the_container_and_ctr_get_everyth
     for i in FILL + 1..=RESUME_TO {
         assert!(
             kept.binary_search(&i).is_ok(),
-            "line {i}, written after space came back, is not in the json-file log"
+            "line {i}, written after space came back, is not in the json-file log (kept: {})",
+            runs(&kept)
         );
     }
     let out_bytes: usize = (1..=TOTAL).map(|i| format!("out {i}\n").len()).sum();
