@@ -498,7 +498,10 @@ async fn relay_output(rx: pipe::Receiver, mut out: Output) {
     if out.json.is_none() && pipe_sink {
         if let Some(sink) = out.sink.take() {
             match splice_out(&rx, &sink).await {
-                Ok(()) => return,
+                Ok(n) => {
+                    log::debug!("{}: {n} bytes relayed (splice), EOF", out.name);
+                    return;
+                }
                 // A failed splice moved nothing: the copy loop takes over with the same sink
                 // (and reports the error again if the destination is really gone).
                 Err(e) => log::warn!("splice to {} failed ({e}); copying instead", out.name),
@@ -509,19 +512,20 @@ async fn relay_output(rx: pipe::Receiver, mut out: Output) {
     copy_out(rx, out).await;
 }
 
-/// Moves bytes from the container's pipe to the sink with `splice(2)` until EOF.
-async fn splice_out(rx: &pipe::Receiver, sink: &Sink) -> io::Result<()> {
+/// Moves bytes from the container's pipe to the sink with `splice(2)` until EOF; returns how many.
+async fn splice_out(rx: &pipe::Receiver, sink: &Sink) -> io::Result<u64> {
     let tx = match sink {
         Sink::Fifo { tx, .. } | Sink::Pipe(tx) => tx,
         Sink::File(_) => return Err(io::Error::other("splice needs a pipe destination")),
     };
+    let mut total = 0u64;
     loop {
         rx.readable().await?;
         tx.writable().await?;
         let moved = splice_some(rx, tx, CHUNK, true);
         match moved {
-            Ok(0) => return Ok(()),
-            Ok(_) => {}
+            Ok(0) => return Ok(total),
+            Ok(n) => total += n as u64,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 // One side would block: find which, and clear only its readiness so the next
                 // wait is for the right edge.
@@ -561,10 +565,17 @@ fn poll_now(rx: &pipe::Receiver, tx: &pipe::Sender) -> (bool, bool) {
 
 async fn copy_out(mut rx: pipe::Receiver, mut out: Output) {
     let mut buf = vec![0u8; RELAY_BUF];
+    let mut total = 0u64;
     loop {
         match rx.read(&mut buf).await {
-            Ok(0) => break,
-            Ok(n) => out.deliver(&buf[..n]).await,
+            Ok(0) => {
+                log::debug!("{}: {total} bytes relayed (copy), EOF", out.name);
+                break;
+            }
+            Ok(n) => {
+                total += n as u64;
+                out.deliver(&buf[..n]).await
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 log::error!("reading container output for {}: {e}", out.name);
