@@ -209,3 +209,48 @@ impl Drop for Spawned {
 pub fn run(cmd: Command, timeout: Duration) -> CmdOutput {
     Spawned::spawn(cmd).wait_timeout(timeout)
 }
+
+/// Run `cmd` to completion (killed after `timeout`), handing its stdout to `consume` on another
+/// thread as it comes instead of keeping it: for outputs too big to hold. The returned
+/// `CmdOutput` has an empty `stdout`; `consume`'s result comes back beside it (`Err` naming the
+/// problem if it panicked or did not finish within 5 s of the command's exit).
+pub fn run_streaming<T: Send + 'static>(
+    mut cmd: Command,
+    timeout: Duration,
+    consume: impl FnOnce(std::process::ChildStdout) -> T + Send + 'static,
+) -> (CmdOutput, Result<T, String>) {
+    let cmdline = cmdline_of(&cmd);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run `{cmdline}`: {e}"));
+    let stdout = child
+        .stdout
+        .take()
+        .unwrap_or_else(|| panic!("`{cmdline}`: no stdout pipe"));
+    let consumer = std::thread::spawn(move || consume(stdout));
+    let err = reader(child.stderr.take());
+    let spawned = Spawned {
+        cmdline: cmdline.clone(),
+        child: Some(child),
+        out: None,
+        err,
+    };
+    let out = spawned.wait_timeout(timeout);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !consumer.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let result = if consumer.is_finished() {
+        consumer
+            .join()
+            .map_err(|_| format!("`{cmdline}`: the stdout consumer panicked"))
+    } else {
+        Err(format!(
+            "`{cmdline}`: stdout still open 5 s after the command ended"
+        ))
+    };
+    (out, result)
+}

@@ -405,6 +405,18 @@ disabled_plugins = [{disabled}]
         o
     }
 
+    /// `ctr args...` whose stdout goes to `consume` as it comes (see [`cmd::run_streaming`]).
+    pub fn ctr_streaming<T: Send + 'static>(
+        &self,
+        args: &[&str],
+        timeout: Duration,
+        consume: impl FnOnce(std::process::ChildStdout) -> T + Send + 'static,
+    ) -> (CmdOutput, Result<T, String>) {
+        let r = cmd::run_streaming(self.ctr_command(args), timeout, consume);
+        self.note_bundles();
+        r
+    }
+
     /// Like `ctr` but panics (with containerd's log tail) if it fails.
     #[track_caller]
     pub fn ctr_ok(&self, args: &[&str]) -> CmdOutput {

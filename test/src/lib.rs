@@ -15,6 +15,8 @@
 //! - `SCRIBE_E2E_IMAGE_TAR`: use this image tarball instead of building one.
 //! - `SCRIBE_E2E_KEEP=1`: keep the temp dir of each instance (for debugging).
 
+pub mod bigstream;
+pub mod binlogger;
 pub mod cmd;
 pub mod containerd;
 pub mod cri;
@@ -22,6 +24,7 @@ pub mod events;
 pub mod procs;
 pub mod records;
 pub mod tasks_api;
+pub mod tmpfs;
 
 pub use cmd::{CmdOutput, Spawned};
 pub use containerd::{Containerd, ContainerdBuilder, TaskInfo};

@@ -8,6 +8,7 @@
 //!   `binary://`, `binary-v2://`, none);
 //! - [`framing`]: Docker-compatible line framing with partial lines;
 //! - [`jsonfile`]: the Docker `json-file` writer with rotation, compression and tags;
+//! - [`jsonlog`]: one process's json-file log shared by its two streams, reporting lost output;
 //! - [`runclog`]: reading the runtime's `log.json`;
 //! - [`relay`]: zero-copy `splice(2)`/`tee(2)` building blocks;
 //! - [`timefmt`]: the RFC 3339 timestamp form Docker and the log spec use.
@@ -21,6 +22,8 @@ pub mod console;
 pub mod framing;
 #[warn(missing_docs)]
 pub mod jsonfile;
+#[warn(missing_docs)]
+pub mod jsonlog;
 mod percent;
 #[warn(missing_docs)]
 pub mod relay;
@@ -29,13 +32,19 @@ pub mod runclog;
 pub mod stdio;
 #[warn(missing_docs)]
 pub mod stream;
+#[cfg(test)]
+mod testutil;
 #[warn(missing_docs)]
 pub mod timefmt;
 #[warn(missing_docs)]
 pub mod uri;
 
 pub use framing::{LineFramer, Message, PartialInfo, DEFAULT_MAX_LINE};
-pub use jsonfile::{JsonFileError, JsonFileOptions, JsonFileStats, JsonFileWriter, TagInfo};
+pub use jsonfile::{
+    JsonFileError, JsonFileOptions, JsonFileReport, JsonFileReporter, JsonFileStats,
+    JsonFileWriter, TagInfo,
+};
+pub use jsonlog::JsonLog;
 pub use runclog::{last_error, Level, RuntimeLogFollower, RuntimeLogLine};
 pub use stream::Stream;
 pub use uri::{BinaryUri, StdioUri, UriError};

@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 
 use crate::binary::{BinaryLogger, DEFAULT_READY_TIMEOUT};
 use crate::framing::LineFramer;
-use crate::jsonfile::JsonFileWriter;
+pub use crate::jsonlog::JsonLog;
 use crate::relay::{splice_some, CHUNK};
 use crate::stream::Stream;
 use crate::uri::StdioUri;
@@ -38,66 +38,6 @@ pub struct ContainerEnds {
     pub stdin: Option<OwnedFd>,
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
-}
-
-/// A Docker json-file log fed by both output streams of a process (same bytes as the FIFOs).
-pub struct JsonLog {
-    writer: std::sync::Mutex<JsonFileWriter>,
-    max_line: usize,
-}
-
-impl JsonLog {
-    /// Wraps an opened writer; lines longer than `max_line` are split Docker's way.
-    pub fn new(writer: JsonFileWriter, max_line: usize) -> JsonLog {
-        JsonLog {
-            writer: std::sync::Mutex::new(writer),
-            max_line,
-        }
-    }
-
-    /// What was written and dropped so far.
-    pub fn stats(&self) -> crate::jsonfile::JsonFileStats {
-        self.lock().stats()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, JsonFileWriter> {
-        self.writer.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn write_batch(&self, stream: Stream, batch: &MessageBatch, name: &str) {
-        if batch.ends.is_empty() {
-            return;
-        }
-        let time = std::time::SystemTime::now();
-        match self.lock().write_many(stream, &batch.messages(), time) {
-            Ok(w) => {
-                if let Some(lost) = w.resumed_after {
-                    log::warn!(
-                        "json-file log for {name} writable again after dropping {} entries ({} bytes)",
-                        lost.entries,
-                        lost.bytes
-                    );
-                }
-                if let Some(e) = w.warning {
-                    log::warn!("json-file log for {name}: {e}");
-                }
-            }
-            // A full disk must not block or kill the container: the entry is dropped and
-            // counted, and the writer retries on the next line.
-            Err(e) if e.is_repeat() => {}
-            Err(e) => {
-                log::error!("json-file log for {name}: {e}; dropping entries until it recovers")
-            }
-        }
-    }
-}
-
-impl std::fmt::Debug for JsonLog {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JsonLog")
-            .field("max_line", &self.max_line)
-            .finish()
-    }
 }
 
 /// What containerd asked for a process's stdio, and who the process is.
@@ -274,7 +214,9 @@ impl Relay {
             *slot = Some(w);
             let out = Output {
                 sink,
-                json: json.clone().map(|log| (LineFramer::new(log.max_line), log)),
+                json: json
+                    .clone()
+                    .map(|log| (LineFramer::new(log.max_line()), log)),
                 stream,
                 name: if spec.is_empty() {
                     format!("{stream:?}")
@@ -331,7 +273,7 @@ impl Relay {
         let mut relay = Relay::default();
         let out = Output {
             sink,
-            json: json.map(|log| (LineFramer::new(log.max_line), log)),
+            json: json.map(|log| (LineFramer::new(log.max_line()), log)),
             stream: Stream::Stdout,
             name: format!("terminal of {}", stdio.id),
             shed: 0,
@@ -511,7 +453,7 @@ impl Output {
             let batch = &mut self.batch;
             batch.clear();
             framer.push(chunk, |m| batch.push(m.bytes));
-            log.write_batch(self.stream, batch, &self.name);
+            log.write_messages(self.stream, &batch.messages());
         }
         if let Some(sink) = &mut self.sink {
             let written = match (sink, self.json.is_some()) {
@@ -543,7 +485,7 @@ impl Output {
             let batch = &mut self.batch;
             batch.clear();
             framer.finish(|m| batch.push(m.bytes));
-            log.write_batch(self.stream, batch, &self.name);
+            log.write_messages(self.stream, &batch.messages());
         }
     }
 }
@@ -556,7 +498,10 @@ async fn relay_output(rx: pipe::Receiver, mut out: Output) {
     if out.json.is_none() && pipe_sink {
         if let Some(sink) = out.sink.take() {
             match splice_out(&rx, &sink).await {
-                Ok(()) => return,
+                Ok(n) => {
+                    log::debug!("{}: {n} bytes relayed (splice), EOF", out.name);
+                    return;
+                }
                 // A failed splice moved nothing: the copy loop takes over with the same sink
                 // (and reports the error again if the destination is really gone).
                 Err(e) => log::warn!("splice to {} failed ({e}); copying instead", out.name),
@@ -567,19 +512,20 @@ async fn relay_output(rx: pipe::Receiver, mut out: Output) {
     copy_out(rx, out).await;
 }
 
-/// Moves bytes from the container's pipe to the sink with `splice(2)` until EOF.
-async fn splice_out(rx: &pipe::Receiver, sink: &Sink) -> io::Result<()> {
+/// Moves bytes from the container's pipe to the sink with `splice(2)` until EOF; returns how many.
+async fn splice_out(rx: &pipe::Receiver, sink: &Sink) -> io::Result<u64> {
     let tx = match sink {
         Sink::Fifo { tx, .. } | Sink::Pipe(tx) => tx,
         Sink::File(_) => return Err(io::Error::other("splice needs a pipe destination")),
     };
+    let mut total = 0u64;
     loop {
         rx.readable().await?;
         tx.writable().await?;
         let moved = splice_some(rx, tx, CHUNK, true);
         match moved {
-            Ok(0) => return Ok(()),
-            Ok(_) => {}
+            Ok(0) => return Ok(total),
+            Ok(n) => total += n as u64,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 // One side would block: find which, and clear only its readiness so the next
                 // wait is for the right edge.
@@ -619,10 +565,17 @@ fn poll_now(rx: &pipe::Receiver, tx: &pipe::Sender) -> (bool, bool) {
 
 async fn copy_out(mut rx: pipe::Receiver, mut out: Output) {
     let mut buf = vec![0u8; RELAY_BUF];
+    let mut total = 0u64;
     loop {
         match rx.read(&mut buf).await {
-            Ok(0) => break,
-            Ok(n) => out.deliver(&buf[..n]).await,
+            Ok(0) => {
+                log::debug!("{}: {total} bytes relayed (copy), EOF", out.name);
+                break;
+            }
+            Ok(n) => {
+                total += n as u64;
+                out.deliver(&buf[..n]).await
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 log::error!("reading container output for {}: {e}", out.name);

@@ -90,7 +90,11 @@ pub fn is_systemd_cgroups_path(path: &str) -> bool {
 /// The resolved log configuration of one container.
 #[derive(Debug, Clone)]
 pub struct LogConfig {
+    /// Records (`container.log`, `runtime.log`) go to `<root>/<namespace>/<id>/`.
     pub root: PathBuf,
+    /// The json-file log goes to `<json_root>/<namespace>/<id>/` (`root` unless `JsonFileRoot`
+    /// is set; never from an annotation, since it names a host path).
+    pub json_root: PathBuf,
     pub container_log: bool,
     pub runtime_log: bool,
     /// `Some` when the json-file driver is on.
@@ -132,8 +136,14 @@ pub fn resolve(settings: &Settings, spec: &SpecInfo) -> Result<LogConfig, String
     };
     let container_log = flag(CONTAINER_LOG_ANNOTATION, settings.container_log)?;
     let runtime_log = flag(RUNTIME_LOG_ANNOTATION, settings.runtime_log)?;
+    let json_root = if settings.json_file_root.is_empty() {
+        &settings.log_root
+    } else {
+        &settings.json_file_root
+    };
     Ok(LogConfig {
         root: PathBuf::from(&settings.log_root),
+        json_root: PathBuf::from(json_root),
         container_log,
         runtime_log,
         json_file,
@@ -161,6 +171,17 @@ mod tests {
         assert!(c.container_log);
         assert!(c.json_file.is_none());
         assert_eq!(c.root, PathBuf::from(crate::options::DEFAULT_LOG_ROOT));
+        assert_eq!(c.json_root, c.root);
+    }
+
+    #[test]
+    fn json_file_root_moves_only_the_json_file_log() {
+        let mut s = Settings::defaults("ns");
+        s.log_root = "/records".into();
+        s.json_file_root = "/bulk".into();
+        let c = resolve(&s, &SpecInfo::default()).unwrap();
+        assert_eq!(c.root, PathBuf::from("/records"));
+        assert_eq!(c.json_root, PathBuf::from("/bulk"));
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod container;
 mod daemon;
 mod flags;
 mod info;
+mod jsonreport;
 mod logconfig;
 mod logger;
 mod mount;

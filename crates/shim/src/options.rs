@@ -44,6 +44,11 @@ pub struct Settings {
     /// Where Scribe's records go: `<log_root>/<namespace>/<id>/`.
     #[serde(default = "default_log_root")]
     pub log_root: String,
+    /// Where json-file logs go instead of `log_root` (`<json_file_root>/<namespace>/<id>/`);
+    /// empty means `log_root`. On a file system of its own, a full json-file disk can still be
+    /// reported in `runtime.log`.
+    #[serde(default)]
+    pub json_file_root: String,
     /// Write lifecycle records to `container.log`.
     #[serde(default = "default_true")]
     pub container_log: bool,
@@ -95,6 +100,7 @@ impl Settings {
             no_new_keyring: false,
             shim_cgroup: String::new(),
             log_root: default_log_root(),
+            json_file_root: String::new(),
             container_log: true,
             runtime_log: true,
             log_driver: String::new(),
@@ -202,6 +208,8 @@ struct TomlOptions {
     shim_cgroup: Option<String>,
     #[serde(rename = "LogRoot")]
     log_root: Option<String>,
+    #[serde(rename = "JsonFileRoot")]
+    json_file_root: Option<String>,
     #[serde(rename = "ContainerLog")]
     container_log: Option<bool>,
     #[serde(rename = "RuntimeLog")]
@@ -250,6 +258,12 @@ impl Settings {
                 return Err(format!("LogRoot must be an absolute path, got {v:?}"));
             }
             self.log_root = v;
+        }
+        if let Some(v) = o.json_file_root.filter(|v| !v.is_empty()) {
+            if !v.starts_with('/') {
+                return Err(format!("JsonFileRoot must be an absolute path, got {v:?}"));
+            }
+            self.json_file_root = v;
         }
         if let Some(v) = o.container_log {
             self.container_log = v;
@@ -516,6 +530,22 @@ mod tests {
             .apply_any(&runtime_options_any("/nonexistent/scribe.toml", ""))
             .unwrap_err();
         assert!(e.contains("/nonexistent/scribe.toml"), "{e}");
+    }
+
+    #[test]
+    fn json_file_root_is_absolute_and_separate_from_log_root() {
+        let mut s = Settings::defaults("x");
+        assert_eq!(s.json_file_root, "", "defaults to LogRoot");
+        s.apply_toml("LogRoot = \"/var/log/scribe\"\nJsonFileRoot = \"/srv/logs\"\n")
+            .unwrap();
+        assert_eq!(s.log_root, "/var/log/scribe");
+        assert_eq!(s.json_file_root, "/srv/logs");
+        let e = s.apply_toml("JsonFileRoot = \"logs\"").unwrap_err();
+        assert!(e.contains("JsonFileRoot") && e.contains("absolute"), "{e}");
+        // options.json written by an older shim has no such field
+        let old = r#"{"binary_name":"runc","root":"/r","log_root":"/l"}"#;
+        let s: Settings = serde_json::from_str(old).unwrap();
+        assert_eq!(s.json_file_root, "");
     }
 
     #[test]

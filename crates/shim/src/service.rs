@@ -29,6 +29,7 @@ use tokio::sync::Notify;
 
 use crate::cgroups::{memory_figures, ContainerCgroup, OomWatcher};
 use crate::container::{Container, Lifecycle, PendingRestore};
+use crate::jsonreport::RuntimeLogReporter;
 use crate::logconfig::{self, SpecInfo};
 use crate::mount::{mount_all, unmount_all, MountSpec};
 use crate::options::Settings;
@@ -408,7 +409,7 @@ impl Service {
                 format!("container {id}: {e}"),
             )
         };
-        let dir = scribe_events::container_log_dir(&p.logs.root, &self.namespace, id)
+        let dir = scribe_events::container_log_dir(&p.logs.json_root, &self.namespace, id)
             .map_err(|e| fail(e.to_string()))?;
         let info = TagInfo {
             container_id: id.to_string(),
@@ -419,7 +420,12 @@ impl Service {
         };
         let writer = JsonFileWriter::open(dir.join(format!("{id}-json.log")), opts, &info)
             .map_err(|e| fail(e.to_string()))?;
-        Ok(Some(Arc::new(JsonLog::new(writer, DEFAULT_MAX_LINE))))
+        let mut log = JsonLog::new(writer, DEFAULT_MAX_LINE);
+        // Lost output is reported in runtime.log (and always in the shim's own log).
+        if let Some(sink) = &p.runtime_log {
+            log = log.with_reporter(Arc::new(RuntimeLogReporter::new(id, sink.clone())));
+        }
+        Ok(Some(Arc::new(log)))
     }
 
     async fn create_container(

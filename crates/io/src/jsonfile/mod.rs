@@ -7,10 +7,11 @@
 //! adds `"attrs":{"tag":...}` when a tag is configured.
 //!
 //! Failure policy: a container must never block or crash because its log disk
-//! is full or unwritable. Every [`JsonFileWriter::write`] either writes the
-//! whole entry with a single `write(2)` or drops it and returns an error
-//! (counted in [`JsonFileStats`]); a failed write that left a fragment behind
-//! is truncated away. The next call retries from scratch (re-opening the file),
+//! is full or unwritable. Entries go out in one `write(2)` per batch
+//! ([`JsonFileWriter::write_many`]); an entry is either written whole or
+//! dropped and counted (in [`JsonFileStats`]), and the call returns an error.
+//! When the disk fills up in the middle of a batch, the entries that made it
+//! whole stay and the fragment after them is truncated away. The next call retries from scratch (re-opening the file),
 //! so logging resumes by itself once space is back, and the first success
 //! reports how much was lost in between.
 //!
@@ -21,6 +22,7 @@
 mod entry;
 mod escape;
 mod options;
+mod report;
 mod rotate;
 mod tag;
 
@@ -32,6 +34,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 pub use options::{parse_size, JsonFileOptions, OptionError, OPTION_KEYS};
+pub use report::{DropTracker, JsonFileReport, JsonFileReporter, SETTLE};
 pub use tag::{TagError, TagInfo, TagTemplate};
 
 use crate::stream::Stream;
@@ -240,6 +243,11 @@ impl JsonFileWriter {
         self.stats
     }
 
+    /// Whether the last write failed (its entries were dropped); the next write retries.
+    pub fn is_dropping(&self) -> bool {
+        self.failing.is_some()
+    }
+
     /// Current size of the live file, as tracked by the writer.
     pub fn size(&self) -> u64 {
         self.size
@@ -302,8 +310,7 @@ impl JsonFileWriter {
                 }
                 j += 1;
             }
-            let bytes = lines[i..j].iter().map(|l| l.len() as u64).sum();
-            match self.commit((j - i) as u64, bytes) {
+            match self.commit(&lines[i..j]) {
                 Ok(w) => {
                     if merged.resumed_after.is_none() {
                         merged.resumed_after = w.resumed_after;
@@ -324,8 +331,11 @@ impl JsonFileWriter {
         }
     }
 
-    /// Writes the entries encoded in `buf` (rotating first when they would overflow the file).
-    fn commit(&mut self, entries: u64, bytes: u64) -> Result<Written, JsonFileError> {
+    /// Writes the entries encoded in `buf`, one for each of `lines` (rotating first when they
+    /// would overflow the file).
+    fn commit(&mut self, lines: &[&[u8]]) -> Result<Written, JsonFileError> {
+        let entries = lines.len() as u64;
+        let bytes = payload(lines);
         if self.file.is_none() {
             if let Err(e) = self.open_live() {
                 return Err(self.dropped(entries, bytes, e));
@@ -354,8 +364,10 @@ impl JsonFileWriter {
         }
 
         let start = usize::from(!self.needs_newline);
-        if let Err(e) = self.write_entry(start, entries) {
-            return Err(self.dropped(entries, bytes, e));
+        if let Err((kept, e)) = self.write_entry(start, entries) {
+            // The entries that made it whole before the disk filled up stay.
+            let lost = lines.get(kept..).unwrap_or_default();
+            return Err(self.dropped(lost.len() as u64, payload(lost), e));
         }
 
         if rotated && self.compress {
@@ -417,9 +429,10 @@ impl JsonFileWriter {
     }
 
     /// Appends `buf[start..]` in one `write(2)` (more only on a short write).
-    /// On failure, cuts any fragment off again and closes the file so the next
-    /// call re-opens it.
-    fn write_entry(&mut self, start: usize, entries: u64) -> Result<(), JsonFileError> {
+    /// On failure, keeps the entries that were written whole (a full disk takes what fits), cuts
+    /// any fragment off again, closes the file so the next call re-opens it, and returns how
+    /// many entries were kept.
+    fn write_entry(&mut self, start: usize, entries: u64) -> Result<(), (usize, JsonFileError)> {
         let result = match self.file.as_mut() {
             Some(file) => write_all(file, &self.buf[start..]),
             None => Err((
@@ -428,7 +441,8 @@ impl JsonFileWriter {
             )),
         };
         if let Err((partial, e)) = result {
-            return Err(self.fail_write(partial, e));
+            let kept = self.fail_write(start, partial);
+            return Err((kept, JsonFileError::new(Op::Write, &self.path, e)));
         }
         let n = (self.buf.len() - start) as u64;
         self.size += n;
@@ -438,15 +452,37 @@ impl JsonFileWriter {
         Ok(())
     }
 
-    fn fail_write(&mut self, partial: usize, e: io::Error) -> JsonFileError {
+    /// After `partial` bytes of `buf[start..]` were written: keeps the whole entries among them
+    /// (every entry ends with the only raw `\n` it contains), truncates the rest, and returns
+    /// the number of entries kept.
+    fn fail_write(&mut self, start: usize, partial: usize) -> usize {
+        let data = self.buf.get(start..).unwrap_or_default();
+        let written = data.get(..partial).unwrap_or(data);
+        let keep = written
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1);
+        let newlines = written[..keep].iter().filter(|&&b| b == b'\n').count();
+        // With start 0 the batch begins with a newline ending a torn last line: not an entry.
+        let kept = if start == 0 {
+            newlines.saturating_sub(1)
+        } else {
+            newlines
+        };
         if let Some(file) = self.file.take() {
-            if partial > 0 && file.set_len(self.size).is_err() {
+            let new_size = self.size + keep as u64;
+            if partial > keep && file.set_len(new_size).is_err() {
                 // The fragment stays; the next open sees no final newline and
                 // starts the next entry on a fresh line.
                 self.needs_newline = true;
+            } else if keep > 0 {
+                self.needs_newline = false;
             }
+            self.size = new_size;
         }
-        JsonFileError::new(Op::Write, &self.path, e)
+        self.stats.bytes_written += keep as u64;
+        self.stats.entries_written += kept as u64;
+        kept
     }
 
     fn dropped(&mut self, entries: u64, bytes: u64, mut e: JsonFileError) -> JsonFileError {
@@ -465,6 +501,11 @@ impl JsonFileWriter {
         self.last_warning = Some(e.op);
         e
     }
+}
+
+/// Container output bytes of `lines` (the `log` payloads before escaping).
+fn payload(lines: &[&[u8]]) -> u64 {
+    lines.iter().map(|l| l.len() as u64).sum()
 }
 
 /// `write_all` that reports how many bytes made it before an error.

@@ -2,8 +2,8 @@
 //! tags, and full or unwritable disks).
 
 use super::*;
+use crate::testutil::TinyTmpfs;
 use flate2::read::GzDecoder;
-use std::ffi::CString;
 use std::fs;
 use std::io::Read;
 use std::time::Duration;
@@ -285,44 +285,6 @@ fn open_reports_the_path() {
     assert!(e.to_string().contains(&*file.to_string_lossy()), "{e}");
 }
 
-/// A tmpfs of a few pages, unmounted on drop.
-struct TinyTmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl TinyTmpfs {
-    fn mount(size: &str) -> Option<TinyTmpfs> {
-        let dir = tempfile::tempdir().ok()?;
-        let data = format!("size={size}");
-        match nix::mount::mount(
-            Some("tmpfs"),
-            dir.path(),
-            Some("tmpfs"),
-            nix::mount::MsFlags::empty(),
-            Some(data.as_str()),
-        ) {
-            Ok(()) => Some(TinyTmpfs { dir }),
-            Err(e) => {
-                eprintln!("skipping tmpfs test: mount failed: {e}");
-                None
-            }
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for TinyTmpfs {
-    fn drop(&mut self) {
-        if let Ok(c) = CString::new(self.dir.path().as_os_str().as_encoded_bytes()) {
-            // SAFETY: c is a valid NUL-terminated path.
-            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-        }
-    }
-}
-
 #[test]
 fn full_tmpfs_drops_whole_entries_then_resumes() {
     let Some(fs_) = TinyTmpfs::mount("64k") else {
@@ -366,6 +328,40 @@ fn full_tmpfs_drops_whole_entries_then_resumes() {
     );
     let text = fs::read_to_string(&path).unwrap();
     assert_eq!(logs_of(&text).last().map(String::as_str), Some("back\n"));
+}
+
+/// A batch bigger than the space left keeps the entries that fit, whole and in order, and
+/// drops (counts) only the rest.
+#[test]
+fn full_tmpfs_keeps_the_whole_entries_of_a_batch_that_fit() {
+    let fs_ = TinyTmpfs::must_mount("64k");
+    let path = fs_.path().join("c-json.log");
+    fs::write(fs_.path().join("filler"), vec![0u8; 40 * 1024]).unwrap();
+    let mut w = JsonFileWriter::open(&path, &JsonFileOptions::default(), &info()).unwrap();
+    let lines: Vec<String> = (0..100)
+        .map(|i| format!("{i:03} {}\n", "z".repeat(700)))
+        .collect();
+    let batch: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
+    let e = w
+        .write_many(Stream::Stdout, &batch, t0())
+        .expect_err("70 kB into 24 kB must drop some");
+    assert_eq!(e.io_error().raw_os_error(), Some(libc::ENOSPC), "{e}");
+    let st = w.stats();
+    assert!(
+        st.entries_written > 0,
+        "nothing of the batch was kept: {st:?}"
+    );
+    assert_eq!(st.entries_written + st.entries_dropped, 100, "{st:?}");
+    assert_eq!(st.bytes_dropped, st.entries_dropped * lines[0].len() as u64);
+    let text = fs::read_to_string(&path).unwrap();
+    assert_eq!(text.len() as u64, st.bytes_written, "no fragment left");
+    let kept = logs_of(&text);
+    assert_eq!(kept.len() as u64, st.entries_written);
+    assert_eq!(
+        kept,
+        lines[..kept.len()],
+        "the first entries of the batch, in order"
+    );
 }
 
 #[test]

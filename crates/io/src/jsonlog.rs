@@ -1,0 +1,321 @@
+//! The json-file log of one process, shared by its stdout and stderr relays, and what it tells
+//! about lost output.
+//!
+//! A full or unwritable log disk never blocks or stops the container: entries are dropped and
+//! counted (see [`crate::jsonfile`]). What was lost is reported twice: in the shim's own log
+//! through the `log` crate, and, when the owner installed one, to a [`JsonFileReporter`] (the
+//! shim's writes runtime-log records). Reports come from a [`DropTracker`]: one when dropping
+//! starts, one when writing has worked again for [`crate::jsonfile::SETTLE`], and a summary when
+//! the log is closed, which happens when the last relay holding it finished (every process
+//! holding the container's output exited).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime};
+
+use crate::jsonfile::{
+    DropCounts, DropTracker, JsonFileReport, JsonFileReporter, JsonFileStats, JsonFileWriter,
+};
+use crate::stream::Stream;
+
+/// A Docker json-file log fed by both output streams of a process (same bytes as the FIFOs).
+pub struct JsonLog {
+    inner: Mutex<Inner>,
+    max_line: usize,
+    path: PathBuf,
+    reporter: Option<Arc<dyn JsonFileReporter>>,
+}
+
+struct Inner {
+    writer: JsonFileWriter,
+    tracker: DropTracker,
+}
+
+impl JsonLog {
+    /// Wraps an opened writer; lines longer than `max_line` are split Docker's way.
+    pub fn new(writer: JsonFileWriter, max_line: usize) -> JsonLog {
+        JsonLog {
+            path: writer.path().to_path_buf(),
+            inner: Mutex::new(Inner {
+                writer,
+                tracker: DropTracker::new(),
+            }),
+            max_line,
+            reporter: None,
+        }
+    }
+
+    /// How long writes must work after drops before the log counts as writable again
+    /// (default [`crate::jsonfile::SETTLE`]).
+    pub fn with_settle(self, settle: std::time::Duration) -> JsonLog {
+        {
+            let mut g = self.lock();
+            g.tracker = std::mem::take(&mut g.tracker).with_settle(settle);
+        }
+        self
+    }
+
+    /// Also sends every report to `reporter` (besides the shim's own log).
+    pub fn with_reporter(mut self, reporter: Arc<dyn JsonFileReporter>) -> JsonLog {
+        self.reporter = Some(reporter);
+        self
+    }
+
+    /// The longest message before a line is split.
+    pub fn max_line(&self) -> usize {
+        self.max_line
+    }
+
+    /// The live file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What was written and dropped so far.
+    pub fn stats(&self) -> JsonFileStats {
+        self.lock().writer.stats()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes the messages of one read of `stream` as entries. Never fails: what cannot be
+    /// written is dropped, counted and reported.
+    pub fn write_messages(&self, stream: Stream, messages: &[&[u8]]) {
+        if messages.is_empty() {
+            return;
+        }
+        let time = SystemTime::now();
+        let mut reports: Vec<JsonFileReport> = Vec::new();
+        {
+            let mut g = self.lock();
+            let Inner { writer, tracker } = &mut *g;
+            let before = writer.stats();
+            let result = writer.write_many(stream, messages, time);
+            let after = writer.stats();
+            let wrote = after.entries_written > before.entries_written;
+            let lost = DropCounts {
+                entries: after.entries_dropped - before.entries_dropped,
+                bytes: after.bytes_dropped - before.bytes_dropped,
+            };
+            // One call can both write and drop. Writes come in order, so if the call ended
+            // dropping, what it wrote came before the drop (the disk filled up during the call),
+            // else after it (the disk had room again).
+            let ended_dropping = writer.is_dropping();
+            if wrote && ended_dropping && !tracker.is_healthy() {
+                reports.extend(tracker.written(Instant::now()));
+            }
+            match &result {
+                Ok(w) => {
+                    if let Some(e) = w.warning.as_ref().filter(|e| !e.is_repeat()) {
+                        reports.push(JsonFileReport::Warning {
+                            error: e.to_string(),
+                        });
+                    }
+                }
+                Err(e) if lost.entries > 0 => reports.extend(tracker.dropped(lost, &e.to_string())),
+                Err(_) => {}
+            }
+            if wrote && !ended_dropping && !tracker.is_healthy() {
+                reports.extend(tracker.written(Instant::now()));
+            }
+        }
+        for r in reports {
+            self.emit(r);
+        }
+    }
+
+    fn emit(&self, report: JsonFileReport) {
+        let path = self.path.display();
+        match &report {
+            JsonFileReport::Dropping { error } => {
+                log::error!("{error}; dropping entries of {path} until writes succeed again")
+            }
+            JsonFileReport::Resumed { lost } => log::warn!(
+                "json-file log {path} writable again after dropping {} entries ({} bytes)",
+                lost.entries,
+                lost.bytes
+            ),
+            JsonFileReport::Warning { error } => log::warn!("{error}"),
+            JsonFileReport::Closed {
+                unreported,
+                total,
+                still_dropping,
+            } => log::warn!(
+                "json-file log {path} closed{}: {} entries ({} bytes) dropped in all, {} entries ({} bytes) of them since the last report",
+                if *still_dropping { " while dropping" } else { "" },
+                total.entries,
+                total.bytes,
+                unreported.entries,
+                unreported.bytes
+            ),
+        }
+        if let Some(r) = &self.reporter {
+            r.report(&self.path, report);
+        }
+    }
+}
+
+impl Drop for JsonLog {
+    fn drop(&mut self) {
+        let summary = self
+            .inner
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .tracker
+            .closed();
+        if let Some(r) = summary {
+            self.emit(r);
+        }
+    }
+}
+
+impl std::fmt::Debug for JsonLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonLog")
+            .field("path", &self.path)
+            .field("max_line", &self.max_line)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jsonfile::{JsonFileOptions, TagInfo};
+
+    /// Collects reports.
+    #[derive(Default)]
+    struct Collect(Mutex<Vec<(PathBuf, JsonFileReport)>>);
+
+    impl JsonFileReporter for Collect {
+        fn report(&self, log: &Path, report: JsonFileReport) {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((log.to_path_buf(), report));
+        }
+    }
+
+    impl Collect {
+        fn reports(&self) -> Vec<JsonFileReport> {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(|(_, r)| r.clone())
+                .collect()
+        }
+    }
+
+    fn info() -> TagInfo {
+        TagInfo {
+            container_id: "c".into(),
+            container_name: "c".into(),
+            image_name: String::new(),
+            image_id: String::new(),
+            daemon_name: "scribe".into(),
+        }
+    }
+
+    #[test]
+    fn a_healthy_log_reports_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let w = JsonFileWriter::open(
+            dir.path().join("c-json.log"),
+            &JsonFileOptions::default(),
+            &info(),
+        )
+        .expect("open");
+        let sink = Arc::new(Collect::default());
+        let log = JsonLog::new(w, 16 * 1024).with_reporter(sink.clone());
+        log.write_messages(Stream::Stdout, &[b"a\n", b"b\n"]);
+        log.write_messages(Stream::Stderr, &[b"c\n"]);
+        assert_eq!(log.stats().entries_written, 3);
+        drop(log);
+        assert_eq!(sink.reports(), []);
+    }
+
+    /// The disk fills up in the middle of one call after it had room again: the writes before
+    /// the drop end the old episode (`Resumed`) before the new one starts.
+    #[test]
+    fn a_call_that_writes_then_fills_the_disk_reports_resumed_then_dropping() {
+        let fs = crate::testutil::TinyTmpfs::must_mount("64k");
+        let filler = fs.path().join("filler");
+        std::fs::write(&filler, vec![0u8; 40 * 1024]).expect("filler");
+        let w = JsonFileWriter::open(
+            fs.path().join("c-json.log"),
+            &JsonFileOptions::default(),
+            &info(),
+        )
+        .expect("open");
+        let sink = Arc::new(Collect::default());
+        let log = JsonLog::new(w, 16 * 1024)
+            .with_reporter(sink.clone())
+            .with_settle(std::time::Duration::ZERO);
+        let line = format!("{}\n", "q".repeat(700));
+        let big: Vec<&[u8]> = vec![line.as_bytes(); 100]; // 70 kB
+        log.write_messages(Stream::Stdout, &big);
+        let first = log.stats();
+        assert!(
+            first.entries_written > 0 && first.entries_dropped > 0,
+            "{first:?}"
+        );
+        std::fs::remove_file(&filler).expect("free space");
+        log.write_messages(Stream::Stdout, &[b"room again\n"]);
+        log.write_messages(Stream::Stdout, &big);
+        let kinds: Vec<&str> = sink
+            .reports()
+            .iter()
+            .map(|r| match r {
+                JsonFileReport::Dropping { .. } => "dropping",
+                JsonFileReport::Resumed { .. } => "resumed",
+                JsonFileReport::Warning { .. } => "warning",
+                JsonFileReport::Closed { .. } => "closed",
+            })
+            .collect();
+        assert_eq!(kinds, ["dropping", "resumed", "dropping"]);
+        let Some(JsonFileReport::Resumed { lost }) = sink.reports().get(1).cloned() else {
+            panic!("{:?}", sink.reports());
+        };
+        assert_eq!(
+            lost.entries, first.entries_dropped,
+            "the first episode's drops"
+        );
+    }
+
+    /// `/dev/full` fails every write with ENOSPC: one `Dropping` naming the file and the errno,
+    /// then at close the count of everything dropped.
+    #[test]
+    fn dev_full_reports_when_dropping_starts_and_the_count_at_close() {
+        let w = JsonFileWriter::open("/dev/full", &JsonFileOptions::default(), &info())
+            .expect("/dev/full must be openable for this test");
+        let sink = Arc::new(Collect::default());
+        let log = JsonLog::new(w, 16 * 1024).with_reporter(sink.clone());
+        log.write_messages(Stream::Stdout, &[b"one\n", b"two\n"]);
+        log.write_messages(Stream::Stderr, &[b"three\n"]);
+        let reports = sink.reports();
+        assert_eq!(reports.len(), 1, "{reports:?}");
+        let JsonFileReport::Dropping { error } = &reports[0] else {
+            panic!("first report is not Dropping: {reports:?}");
+        };
+        assert!(error.contains("/dev/full"), "{error}");
+        assert!(error.contains("No space left on device"), "{error}");
+        drop(log);
+        assert_eq!(
+            sink.reports().last(),
+            Some(&JsonFileReport::Closed {
+                unreported: DropCounts {
+                    entries: 3,
+                    bytes: 14
+                },
+                total: DropCounts {
+                    entries: 3,
+                    bytes: 14
+                },
+                still_dropping: true
+            })
+        );
+    }
+}
