@@ -386,3 +386,66 @@ fn runtime_failure_becomes_a_runtime_log_record() {
     scribe_events::validate_runtime_record(&rec).unwrap_or_else(|e| panic!("{e}: {rec}"));
     c.assert_clean();
 }
+
+/// `IoUid`/`IoGid` (the runc options' io_uid/io_gid): the shim gives the pipes a container's
+/// processes get as stdio to that user and group, so that runc's init inside a user namespace may
+/// take them over. runc then re-owns each pipe to the container's user (its fixStdioPermissions
+/// changes the uid and keeps the group), so what a process sees is its own uid (0 here) and the
+/// configured group: without IoGid the group would be 0. Checked for the init and for an exec,
+/// through the pipe each holds.
+#[test]
+fn io_owner_from_options_owns_the_stdio_pipes() {
+    if !testing_scribe() {
+        // ctr sends runc options only to io.containerd.runc.*; the TOML keys are Scribe's.
+        return;
+    }
+    let c = Containerd::start();
+    let opts = write_options(&c, "io.toml", "IoUid = 4242\nIoGid = 4343\n");
+    let show =
+        "busybox stat -L -c %u:%g /proc/self/fd/1; busybox stat -L -c %u:%g /proc/self/fd/2 >&2";
+    let o = c.ctr_ok(&c.run_args(&[
+        "--rm",
+        "--runtime-config-path",
+        &opts,
+        IMAGE,
+        "ioowner",
+        "sh",
+        "-c",
+        show,
+    ]));
+    assert_eq!(
+        (o.stdout.trim(), o.stderr.trim()),
+        ("0:4343", "0:4343"),
+        "owner of the init's stdout and stderr pipes: {o}"
+    );
+
+    c.ctr_ok(&c.run_args(&[
+        "-d",
+        "--runtime-config-path",
+        &opts,
+        IMAGE,
+        "ioowner2",
+        "sleep",
+        "100",
+    ]));
+    let o = c.ctr_ok(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        "ioowner2",
+        "sh",
+        "-c",
+        show,
+    ]);
+    assert_eq!(
+        (o.stdout.trim(), o.stderr.trim()),
+        ("0:4343", "0:4343"),
+        "owner of an exec's stdout and stderr pipes: {o}"
+    );
+    c.ctr_ok(&["task", "kill", "-s", "SIGKILL", "ioowner2"]);
+    assert!(c.wait_task_status("ioowner2", "STOPPED", T));
+    c.ctr_ok(&["task", "rm", "ioowner2"]);
+    c.ctr_ok(&["containers", "rm", "ioowner2"]);
+    c.assert_clean();
+}
