@@ -118,6 +118,8 @@ pub enum StopOutcome {
 pub struct BinaryLogger {
     pid: i32,
     path: PathBuf,
+    /// The container it logs for: its log lines carry it as the `container` key.
+    container: String,
     /// Readable once the logger has exited. `None` where `pidfd_open` is unavailable.
     pidfd: Option<AsyncFd<OwnedFd>>,
 }
@@ -249,6 +251,7 @@ impl BinaryLogger {
                 Ok(fd) => Some(fd),
                 Err(e) => {
                     log::debug!(
+                        container = container_id;
                         "logging binary {} (pid {pid}): no pidfd ({e}); falling back to kill(2)",
                         path.display()
                     );
@@ -261,6 +264,7 @@ impl BinaryLogger {
         let logger = BinaryLogger {
             pid,
             path: path.to_path_buf(),
+            container: container_id.to_string(),
             pidfd,
         };
 
@@ -397,6 +401,7 @@ impl BinaryLogger {
         if let Err(e) = self.signal(Signal::SIGKILL) {
             if e.raw_os_error() != Some(libc::ESRCH) {
                 log::warn!(
+                    container = self.container.as_str();
                     "logging binary {} (pid {}): SIGKILL after failed start: {e}",
                     self.path.display(),
                     self.pid
@@ -482,6 +487,7 @@ impl BinaryLogger {
                     return StopOutcome::Terminated;
                 }
                 log::warn!(
+                    container = self.container.as_str();
                     "logging binary {} (pid {}) did not exit within {grace:?} of SIGTERM; \
                      sending SIGKILL",
                     self.path.display(),
@@ -491,6 +497,7 @@ impl BinaryLogger {
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return StopOutcome::AlreadyExited,
             // As containerd does: a failed SIGTERM means SIGKILL right away.
             Err(e) => log::warn!(
+                    container = self.container.as_str();
                 "logging binary {} (pid {}): SIGTERM: {e}; sending SIGKILL",
                 self.path.display(),
                 self.pid
@@ -501,6 +508,7 @@ impl BinaryLogger {
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return StopOutcome::Terminated,
             Err(e) => {
                 log::warn!(
+                    container = self.container.as_str();
                     "logging binary {} (pid {}): SIGKILL: {e}",
                     self.path.display(),
                     self.pid

@@ -218,6 +218,7 @@ impl Relay {
                     .clone()
                     .map(|log| (LineFramer::new(log.max_line()), log)),
                 stream,
+                container: stdio.id.to_string(),
                 name: if spec.is_empty() {
                     format!("{stream:?}")
                 } else {
@@ -275,6 +276,7 @@ impl Relay {
             sink,
             json: json.map(|log| (LineFramer::new(log.max_line()), log)),
             stream: Stream::Stdout,
+            container: stdio.id.to_string(),
             name: format!("terminal of {}", stdio.id),
             shed: 0,
             batch: MessageBatch::default(),
@@ -344,6 +346,9 @@ struct Output {
     json: Option<(LineFramer, std::sync::Arc<JsonLog>)>,
     stream: Stream,
     name: String,
+    /// The container whose output this is: its log lines carry it as the `container` key, so that
+    /// a shim serving a pod writes them to that container's runtime.log only.
+    container: String,
     /// Bytes dropped from a FIFO nobody read (see `write_or_shed`).
     shed: u64,
     /// The json-file messages of one read, reused between reads.
@@ -405,6 +410,7 @@ async fn write_or_shed(
     buf: &[u8],
     shed: &mut u64,
     name: &str,
+    container: &str,
 ) -> io::Result<()> {
     let mut rest = buf;
     while !rest.is_empty() {
@@ -436,6 +442,7 @@ async fn write_or_shed(
                 }
                 if *shed == 0 {
                     log::warn!(
+                        container;
                         "nobody read {name} for {FIFO_STALL:?}: dropping its oldest bytes so the container keeps running (its json-file log keeps everything)"
                     );
                 }
@@ -460,14 +467,26 @@ impl Output {
                 // With a json-file log the container's output is on record whatever the FIFO
                 // reader does, so a reader that stopped reading does not stall the container.
                 (Sink::Fifo { tx, _hold }, true) => {
-                    write_or_shed(tx, _hold, chunk, &mut self.shed, &self.name).await
+                    write_or_shed(
+                        tx,
+                        _hold,
+                        chunk,
+                        &mut self.shed,
+                        &self.name,
+                        &self.container,
+                    )
+                    .await
                 }
                 (sink, _) => sink.write_all(chunk).await,
             };
             if let Err(e) = written {
                 // The destination is gone for good; the other destinations keep getting the
                 // bytes, and the pipe keeps draining so the container is not blocked forever.
-                log::error!("writing container output to {}: {e}", self.name);
+                log::error!(
+                    container = self.container.as_str();
+                    "writing container output to {}: {e}",
+                    self.name
+                );
                 self.sink = None;
             }
         }
@@ -476,6 +495,7 @@ impl Output {
     fn finish(&mut self) {
         if self.shed > 0 {
             log::warn!(
+                container = self.container.as_str();
                 "{}: {} bytes were dropped from the FIFO while nobody read it",
                 self.name,
                 self.shed
@@ -499,12 +519,20 @@ async fn relay_output(rx: pipe::Receiver, mut out: Output) {
         if let Some(sink) = out.sink.take() {
             match splice_out(&rx, &sink).await {
                 Ok(n) => {
-                    log::debug!("{}: {n} bytes relayed (splice), EOF", out.name);
+                    log::debug!(
+                        container = out.container.as_str();
+                        "{}: {n} bytes relayed (splice), EOF",
+                        out.name
+                    );
                     return;
                 }
                 // A failed splice moved nothing: the copy loop takes over with the same sink
                 // (and reports the error again if the destination is really gone).
-                Err(e) => log::warn!("splice to {} failed ({e}); copying instead", out.name),
+                Err(e) => log::warn!(
+                    container = out.container.as_str();
+                    "splice to {} failed ({e}); copying instead",
+                    out.name
+                ),
             }
             out.sink = Some(sink);
         }
@@ -569,7 +597,11 @@ async fn copy_out(mut rx: pipe::Receiver, mut out: Output) {
     loop {
         match rx.read(&mut buf).await {
             Ok(0) => {
-                log::debug!("{}: {total} bytes relayed (copy), EOF", out.name);
+                log::debug!(
+                    container = out.container.as_str();
+                    "{}: {total} bytes relayed (copy), EOF",
+                    out.name
+                );
                 break;
             }
             Ok(n) => {
@@ -578,7 +610,11 @@ async fn copy_out(mut rx: pipe::Receiver, mut out: Output) {
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                log::error!("reading container output for {}: {e}", out.name);
+                log::error!(
+                    container = out.container.as_str();
+                    "reading container output for {}: {e}",
+                    out.name
+                );
                 break;
             }
         }
@@ -606,7 +642,7 @@ async fn copy_pty_out(master: std::sync::Arc<AsyncFd<OwnedFd>>, mut out: Output)
             // EIO: every slave end is closed, the terminal's processes are gone.
             Err(e) if e.raw_os_error() == Some(libc::EIO) => break,
             Err(e) => {
-                log::error!("reading {}: {e}", out.name);
+                log::error!(container = out.container.as_str(); "reading {}: {e}", out.name);
                 break;
             }
         }
@@ -700,5 +736,59 @@ mod tests {
             assert_eq!(std::fs::read_to_string(&file).unwrap(), "oops\n");
             std::fs::remove_dir_all(&dir).unwrap();
         });
+    }
+
+    /// Every line logged by this process, as (message, value of the `container` key).
+    struct Capture(std::sync::Mutex<Vec<(String, Option<String>)>>);
+
+    impl log::Log for Capture {
+        fn enabled(&self, _: &log::Metadata) -> bool {
+            true
+        }
+        fn log(&self, record: &log::Record) {
+            let container = record
+                .key_values()
+                .get(log::kv::Key::from_str("container"))
+                .map(|v| v.to_string());
+            if let Ok(mut v) = self.0.lock() {
+                v.push((record.args().to_string(), container));
+            }
+        }
+        fn flush(&self) {}
+    }
+
+    static CAPTURE: Capture = Capture(std::sync::Mutex::new(Vec::new()));
+
+    /// A shim serving a pod routes a line to one container's runtime.log by its `container` key:
+    /// the relay's lines carry the id it was started for.
+    #[test]
+    fn relay_log_lines_name_their_container() {
+        let _ = log::set_logger(&CAPTURE);
+        log::set_max_level(log::LevelFilter::Trace);
+        rt().block_on(async {
+            let dir = std::env::temp_dir().join(format!("scribe-stdio-kv-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let file = dir.join("out.log");
+            let spec = StdioSpec {
+                stdin: "",
+                stdout: file.to_str().unwrap(),
+                stderr: "",
+                id: "kv-container",
+                namespace: "ns",
+            };
+            let (ends, mut relay) = Relay::start(&spec, None).await.unwrap();
+            let mut out = File::from(ends.stdout.unwrap());
+            out.write_all(b"line\n").unwrap();
+            drop(out);
+            assert!(relay.drain(Duration::from_secs(5)).await);
+            std::fs::remove_dir_all(&dir).unwrap();
+        });
+        let lines = CAPTURE.0.lock().map(|v| v.clone()).unwrap_or_default();
+        let eof: Vec<_> = lines
+            .iter()
+            .filter(|(msg, _)| msg.contains("out.log") && msg.contains("bytes relayed"))
+            .collect();
+        assert_eq!(eof.len(), 1, "{lines:?}");
+        assert_eq!(eof[0].1.as_deref(), Some("kv-container"), "{lines:?}");
     }
 }
