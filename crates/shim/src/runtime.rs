@@ -166,35 +166,42 @@ impl Runtime {
         console_socket: Option<&Path>,
     ) -> Result<(), RuntimeError> {
         let bundle_s = bundle.display().to_string();
-        let pid_s = pid_file.display().to_string();
-        let console_s = console_socket.map(|p| p.display().to_string());
-        let mut args = vec!["create", "--bundle", &bundle_s, "--pid-file", &pid_s];
-        if let Some(c) = &console_s {
-            args.extend(["--console-socket", c.as_str()]);
-        }
+        let mut args = vec!["create", "--bundle", &bundle_s];
         if self.settings.no_pivot_root {
             args.push("--no-pivot");
         }
         if self.settings.no_new_keyring {
             args.push("--no-new-keyring");
         }
-        args.push(id);
-        self.run_with_stdio(&args, stdio, &format!("create {id}"))
+        self.run_process(&args, id, pid_file, console_socket, stdio)
             .await
     }
 
-    /// Runs a command that makes a container process, which inherits `stdio`.
-    async fn run_with_stdio(
+    /// Runs a command that makes a container process (`create`, `exec`, `restore`): `args` are
+    /// the command and its own flags; the pid file, the console socket and the container id are
+    /// added here, and the process inherits `stdio`.
+    async fn run_process(
         &self,
         args: &[&str],
+        id: &str,
+        pid_file: &Path,
+        console_socket: Option<&Path>,
         stdio: ProcessStdio,
-        action: &str,
     ) -> Result<(), RuntimeError> {
-        let mut cmd = self.command(args);
+        let pid_s = pid_file.display().to_string();
+        let console_s = console_socket.map(|p| p.display().to_string());
+        let mut all = args.to_vec();
+        all.extend(["--pid-file", &pid_s]);
+        if let Some(c) = &console_s {
+            all.extend(["--console-socket", c.as_str()]);
+        }
+        all.push(id);
+        let mut cmd = self.command(&all);
         cmd.stdin(stdio.stdin)
             .stdout(stdio.stdout)
             .stderr(stdio.stderr);
-        self.run(cmd, action, false).await.map(drop)
+        let action = format!("{} {id}", args.first().copied().unwrap_or_default());
+        self.run(cmd, &action, false).await.map(drop)
     }
 
     /// `exec --detach`: starts an additional process in a running container.
@@ -207,21 +214,8 @@ impl Runtime {
         console_socket: Option<&Path>,
     ) -> Result<(), RuntimeError> {
         let spec_s = process_spec.display().to_string();
-        let pid_s = pid_file.display().to_string();
-        let console_s = console_socket.map(|p| p.display().to_string());
-        let mut args = vec![
-            "exec",
-            "--detach",
-            "--process",
-            &spec_s,
-            "--pid-file",
-            &pid_s,
-        ];
-        if let Some(c) = &console_s {
-            args.extend(["--console-socket", c.as_str()]);
-        }
-        args.push(id);
-        self.run_with_stdio(&args, stdio, &format!("exec {id}"))
+        let args = ["exec", "--detach", "--process", &spec_s];
+        self.run_process(&args, id, pid_file, console_socket, stdio)
             .await
     }
 
@@ -283,24 +277,18 @@ impl Runtime {
             "--no-subreaper".into(),
             "--bundle".into(),
             bundle.display().to_string(),
-            "--pid-file".into(),
-            pid_file.display().to_string(),
             "--image-path".into(),
             opts.image_path.clone(),
         ];
         if !opts.work_path.is_empty() {
             args.extend(["--work-path".into(), opts.work_path.clone()]);
         }
-        if let Some(c) = console_socket {
-            args.extend(["--console-socket".into(), c.display().to_string()]);
-        }
         if self.settings.no_pivot_root {
             args.push("--no-pivot".into());
         }
         args.extend(criu_flags(opts));
-        args.push(id.into());
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.run_with_stdio(&refs, stdio, &format!("restore {id}"))
+        self.run_process(&refs, id, pid_file, console_socket, stdio)
             .await
     }
 
