@@ -506,6 +506,20 @@ disabled_plugins = [{disabled}]
         })
     }
 
+    /// SIGKILLs the task, waits (30 s) until `ctr task ls` shows it STOPPED, then removes the
+    /// task and the container; every step must succeed.
+    #[track_caller]
+    pub fn kill_and_remove(&self, id: &str) {
+        self.ctr_ok(&["task", "kill", "-s", "SIGKILL", id]);
+        assert!(
+            self.wait_task_status(id, "STOPPED", Duration::from_secs(30)),
+            "{id} not STOPPED after SIGKILL: {:?}",
+            self.tasks()
+        );
+        self.ctr_ok(&["task", "rm", id]);
+        self.ctr_ok(&["containers", "rm", id]);
+    }
+
     /// `ctr containers ls -q`.
     pub fn containers(&self) -> Vec<String> {
         let o = self.ctr(&["containers", "ls", "-q"]);

@@ -33,25 +33,16 @@ fn same_group_annotation_shares_one_shim() {
     );
 
     // removing one member leaves the shim serving the other
-    c.ctr_ok(&["task", "kill", "-s", "SIGKILL", "g-a"]);
-    assert!(c.wait_task_status("g-a", "STOPPED", T));
-    c.ctr_ok(&["task", "rm", "g-a"]);
-    c.ctr_ok(&["containers", "rm", "g-a"]);
+    c.kill_and_remove("g-a");
     assert!(pid_alive(a), "group shim exited while g-b still runs");
     assert_eq!(c.task("g-b").map(|t| t.status), Some("RUNNING".into()));
-    c.ctr_ok(&["task", "kill", "-s", "SIGKILL", "g-b"]);
-    assert!(c.wait_task_status("g-b", "STOPPED", T));
-    c.ctr_ok(&["task", "rm", "g-b"]);
-    c.ctr_ok(&["containers", "rm", "g-b"]);
+    c.kill_and_remove("g-b");
     assert!(
         wait_until(T, || !pid_alive(a)),
         "group shim {a} still running after its last container was removed"
     );
 
-    c.ctr_ok(&["task", "kill", "-s", "SIGKILL", "solo"]);
-    assert!(c.wait_task_status("solo", "STOPPED", T));
-    c.ctr_ok(&["task", "rm", "solo"]);
-    c.ctr_ok(&["containers", "rm", "solo"]);
+    c.kill_and_remove("solo");
     c.assert_no_shims_no_mounts();
 }
 
@@ -66,10 +57,7 @@ fn group_shim_removes_its_socket() {
     let shim = c.shim_pid("s-a").expect("group shim");
     let sock = c.derived_shim_socket("grp2", false);
     for id in ["s-a", "s-b"] {
-        c.ctr_ok(&["task", "kill", "-s", "SIGKILL", id]);
-        assert!(c.wait_task_status(id, "STOPPED", T));
-        c.ctr_ok(&["task", "rm", id]);
-        c.ctr_ok(&["containers", "rm", id]);
+        c.kill_and_remove(id);
     }
     assert!(
         wait_until(T, || !pid_alive(shim)),

@@ -334,10 +334,7 @@ fn nothing_left_after_task_and_container_removal() {
         "container pid not in the namespace's cgroup"
     );
 
-    c.ctr_ok(&["task", "kill", "-s", "SIGKILL", id]);
-    assert!(c.wait_task_status(id, "STOPPED", T));
-    c.ctr_ok(&["task", "rm", id]);
-    c.ctr_ok(&["containers", "rm", id]);
+    c.kill_and_remove(id);
 
     c.assert_container_gone(id, Some(&state_dir), Some(shim));
     assert!(

@@ -130,10 +130,7 @@ fn without_debug_the_runtime_log_has_no_debug_lines() {
     let id = "sl-quiet";
     c.ctr_ok(&logs.run_args(&["-d", IMAGE, id, "sleep", "1000"]));
     assert!(c.wait_task_status(id, "RUNNING", T), "{:?}", c.tasks());
-    c.ctr_ok(&["task", "kill", "-s", "SIGKILL", id]);
-    assert!(c.wait_task_status(id, "STOPPED", T), "{:?}", c.tasks());
-    c.ctr_ok(&["task", "rm", id]);
-    c.ctr_ok(&["containers", "rm", id]);
+    c.kill_and_remove(id);
     c.assert_clean();
     let recs = shim_records(&logs, id);
     find(&recs, "created, init pid", id);

@@ -117,10 +117,7 @@ fn exec_with_terminal() {
     let shown = in_pty(&inner);
     assert!(shown.contains("20 90"), "exec terminal size: {shown:?}");
     assert!(shown.contains("exit=4"), "exec exit code: {shown:?}");
-    c.ctr_ok(&["task", "kill", "-s", "SIGKILL", id]);
-    assert!(c.wait_task_status(id, "STOPPED", T));
-    c.ctr_ok(&["task", "rm", id]);
-    c.ctr_ok(&["containers", "rm", id]);
+    c.kill_and_remove(id);
     c.assert_clean();
 }
 
@@ -152,10 +149,7 @@ fn pause_resume_state_and_events() {
     let pos = |t: &str| topics.iter().position(|x| x == t);
     assert!(pos("/tasks/start") < pos("/tasks/paused"), "{topics:?}");
     assert!(pos("/tasks/paused") < pos("/tasks/resumed"), "{topics:?}");
-    c.ctr_ok(&["task", "kill", "-s", "SIGKILL", id]);
-    assert!(c.wait_task_status(id, "STOPPED", T));
-    c.ctr_ok(&["task", "rm", id]);
-    c.ctr_ok(&["containers", "rm", id]);
+    c.kill_and_remove(id);
     c.assert_clean();
 }
 
@@ -209,10 +203,7 @@ fn metrics_show_memory_growing_when_the_container_allocates() {
         after > before + 30_000_000,
         "memory usage did not grow by the ~40 MB allocated: before {before}, after {after}"
     );
-    c.ctr_ok(&["task", "kill", "-s", "SIGKILL", id]);
-    assert!(c.wait_task_status(id, "STOPPED", T));
-    c.ctr_ok(&["task", "rm", id]);
-    c.ctr_ok(&["containers", "rm", id]);
+    c.kill_and_remove(id);
     c.assert_clean();
 }
 
@@ -339,10 +330,7 @@ fn runtime_root_from_options_is_used() {
         "runc state not under the configured root {}",
         root.display()
     );
-    c.ctr_ok(&["task", "kill", "-s", "SIGKILL", id]);
-    assert!(c.wait_task_status(id, "STOPPED", T));
-    c.ctr_ok(&["task", "rm", id]);
-    c.ctr_ok(&["containers", "rm", id]);
+    c.kill_and_remove(id);
     assert!(
         !root.join(id).exists(),
         "runtime state left in {}",
@@ -443,9 +431,6 @@ fn io_owner_from_options_owns_the_stdio_pipes() {
         ("0:4343", "0:4343"),
         "owner of an exec's stdout and stderr pipes: {o}"
     );
-    c.ctr_ok(&["task", "kill", "-s", "SIGKILL", "ioowner2"]);
-    assert!(c.wait_task_status("ioowner2", "STOPPED", T));
-    c.ctr_ok(&["task", "rm", "ioowner2"]);
-    c.ctr_ok(&["containers", "rm", "ioowner2"]);
+    c.kill_and_remove("ioowner2");
     c.assert_clean();
 }
