@@ -2,17 +2,21 @@
 //! `<log_root>/<namespace>/<container_id>/container.log` and `runtime.log`.
 //!
 //! Directories are created 0755 and files 0644 (both before umask), opened
-//! `O_APPEND` and without following a symlink at the file itself. Each record
+//! `O_APPEND`. The log root is trusted; the namespace and container directories below it are
+//! walked without following links and the file is opened through its directory's fd with
+//! `O_NOFOLLOW` (`scribe_safefs`): a link planted anywhere below the root is refused with an
+//! error naming it, never followed. Each record
 //! goes out in one `write(2)`, so several writers appending to the same file
 //! (the shim and a restarted shim, or two handles) never interleave lines.
 //! Writes are synchronous: a record is a few hundred bytes to a local file,
 //! cheaper than handing it to another thread.
 
 use std::fmt;
-use std::fs::{DirBuilder, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+
+use scribe_safefs::{SafeDir, SafeFsError};
 
 use serde::Serialize;
 
@@ -122,28 +126,26 @@ struct JsonLines {
 }
 
 impl JsonLines {
-    fn open(dir: PathBuf, name: &str) -> Result<Self, SinkError> {
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(&dir)
-            .map_err(|source| SinkError::Io {
-                op: "create directory",
-                path: dir.clone(),
-                source,
-            })?;
-        let path = dir.join(name);
-        let file = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-            .map_err(|source| SinkError::Io {
-                op: "open",
-                path: path.clone(),
-                source,
-            })?;
+    fn open(
+        log_root: &Path,
+        namespace: &str,
+        container_id: &str,
+        name: &str,
+    ) -> Result<Self, SinkError> {
+        let path = container_log_dir(log_root, namespace, container_id)?.join(name);
+        let io_err = |op: &'static str| {
+            move |e: SafeFsError| SinkError::Io {
+                op,
+                path: e.path,
+                source: e.source,
+            }
+        };
+        let dir = SafeDir::open_root(log_root, true, 0o755)
+            .and_then(|root| root.create_dir_all([namespace, container_id], 0o755))
+            .map_err(io_err("create directory"))?;
+        let file = dir
+            .open_append(name, 0o644, false)
+            .map_err(io_err("open"))?;
         Ok(Self { path, file })
     }
 
@@ -194,8 +196,7 @@ impl ContainerLog {
     /// Opens (creating directories and file as needed) the container-log of
     /// `namespace`/`container_id` under `log_root`.
     pub fn open(log_root: &Path, namespace: &str, container_id: &str) -> Result<Self, SinkError> {
-        let dir = container_log_dir(log_root, namespace, container_id)?;
-        JsonLines::open(dir, CONTAINER_LOG_FILE).map(Self)
+        JsonLines::open(log_root, namespace, container_id, CONTAINER_LOG_FILE).map(Self)
     }
 
     /// Appends one record as a JSON line.
@@ -218,8 +219,7 @@ impl RuntimeLog {
     /// Opens (creating directories and file as needed) the runtime-log of
     /// `namespace`/`container_id` under `log_root`.
     pub fn open(log_root: &Path, namespace: &str, container_id: &str) -> Result<Self, SinkError> {
-        let dir = container_log_dir(log_root, namespace, container_id)?;
-        JsonLines::open(dir, RUNTIME_LOG_FILE).map(Self)
+        JsonLines::open(log_root, namespace, container_id, RUNTIME_LOG_FILE).map(Self)
     }
 
     /// Appends one record as a JSON line.
@@ -239,6 +239,7 @@ mod tests {
     use crate::container::ContainerEvent;
     use crate::runtime::Level;
     use crate::validate::{validate_container_record, validate_runtime_record};
+    use std::fs::OpenOptions;
     use std::os::unix::fs::PermissionsExt;
 
     fn mode(p: &Path) -> u32 {
@@ -374,6 +375,30 @@ mod tests {
         std::os::unix::fs::symlink("/etc/passwd", dir.join(CONTAINER_LOG_FILE)).expect("symlink");
         let err = ContainerLog::open(root.path(), "ns", "c").expect_err("must refuse");
         assert!(err.to_string().contains("container.log"), "{err}");
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+    }
+
+    /// A link at `<root>/<ns>` or `<root>/<ns>/<id>` was followed (the files landed wherever it
+    /// pointed); now both are refused, naming the link, and nothing appears at the target.
+    #[test]
+    fn symlinked_directories_are_refused() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let elsewhere = tempfile::tempdir().expect("tempdir");
+        std::os::unix::fs::symlink(elsewhere.path(), root.path().join("ns")).expect("symlink");
+        let err = RuntimeLog::open(root.path(), "ns", "c").expect_err("must refuse ns link");
+        assert!(
+            err.to_string()
+                .contains(&*root.path().join("ns").to_string_lossy()),
+            "{err}"
+        );
+        std::fs::create_dir(root.path().join("ns2")).expect("mkdir");
+        std::os::unix::fs::symlink(elsewhere.path(), root.path().join("ns2/c")).expect("symlink");
+        let err = ContainerLog::open(root.path(), "ns2", "c").expect_err("must refuse id link");
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert_eq!(
+            std::fs::read_dir(elsewhere.path()).map(|d| d.count()).ok(),
+            Some(0)
+        );
     }
 
     #[test]

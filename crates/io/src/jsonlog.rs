@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
 use crate::jsonfile::{
-    DropCounts, DropTracker, JsonFileReport, JsonFileReporter, JsonFileStats, JsonFileWriter,
+    DropCounts, DropTracker, JsonFileReport, JsonFileReporter, JsonFileStats, JsonFileWriter, Op,
+    RotationHook,
 };
 use crate::stream::Stream;
 
@@ -33,7 +34,8 @@ struct Inner {
 
 impl JsonLog {
     /// Wraps an opened writer; lines longer than `max_line` are split Docker's way.
-    pub fn new(writer: JsonFileWriter, max_line: usize) -> JsonLog {
+    pub fn new(mut writer: JsonFileWriter, max_line: usize) -> JsonLog {
+        writer.set_rotation_hook(rotation_hook(writer.path().to_path_buf(), None));
         JsonLog {
             path: writer.path().to_path_buf(),
             inner: Mutex::new(Inner {
@@ -57,6 +59,8 @@ impl JsonLog {
 
     /// Also sends every report to `reporter` (besides the shim's own log).
     pub fn with_reporter(mut self, reporter: Arc<dyn JsonFileReporter>) -> JsonLog {
+        let hook = rotation_hook(self.path.clone(), Some(reporter.clone()));
+        self.lock().writer.set_rotation_hook(hook);
         self.reporter = Some(reporter);
         self
     }
@@ -74,6 +78,15 @@ impl JsonLog {
     /// What was written and dropped so far.
     pub fn stats(&self) -> JsonFileStats {
         self.lock().writer.stats()
+    }
+
+    /// Resolves once no rotation of this log runs in the background, so the files have their
+    /// final names (`.1`, `.1.gz`, ...) when the process's exit is published. Polls every 2 ms
+    /// rather than block the caller's thread on the rotation.
+    pub async fn rotation_done(&self) {
+        while self.lock().writer.rotation_running() {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -127,7 +140,36 @@ impl JsonLog {
     }
 
     fn emit(&self, report: JsonFileReport) {
-        let path = self.path.display();
+        emit(&self.path, self.reporter.as_ref(), report);
+    }
+}
+
+/// Reports a background rotation's failure from the rotation thread, when it happens (the
+/// container may write nothing more to carry it as a warning): in the shim's log and to
+/// `reporter`. A run of failures of the same step is reported once, until a rotation works.
+fn rotation_hook(path: PathBuf, reporter: Option<Arc<dyn JsonFileReporter>>) -> RotationHook {
+    let last: Mutex<Option<Op>> = Mutex::new(None);
+    Arc::new(move |outcome| {
+        let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+        match outcome {
+            None => *last = None,
+            Some(e) if *last == Some(e.op()) => {}
+            Some(e) => {
+                *last = Some(e.op());
+                let report = JsonFileReport::Warning {
+                    error: e.to_string(),
+                };
+                emit(&path, reporter.as_ref(), report);
+            }
+        }
+    })
+}
+
+/// Logs `report` in the shim's own log and hands it to `reporter`.
+fn emit(path: &Path, reporter: Option<&Arc<dyn JsonFileReporter>>, report: JsonFileReport) {
+    let shown = path.display();
+    {
+        let path = shown;
         match &report {
             JsonFileReport::Dropping { error } => {
                 log::error!("{error}; dropping entries of {path} until writes succeed again")
@@ -151,9 +193,9 @@ impl JsonLog {
                 unreported.bytes
             ),
         }
-        if let Some(r) = &self.reporter {
-            r.report(&self.path, report);
-        }
+    }
+    if let Some(r) = reporter {
+        r.report(path, report);
     }
 }
 
@@ -285,12 +327,16 @@ mod tests {
         );
     }
 
-    /// `/dev/full` fails every write with ENOSPC: one `Dropping` naming the file and the errno,
-    /// then at close the count of everything dropped.
+    /// A full disk fails every write with ENOSPC: one `Dropping` naming the file and the errno,
+    /// then at close the count of everything dropped. (The log is a regular file on a full
+    /// tmpfs: `/dev/full` is not a regular file, and log files must be.)
     #[test]
-    fn dev_full_reports_when_dropping_starts_and_the_count_at_close() {
-        let w = JsonFileWriter::open("/dev/full", &JsonFileOptions::default(), &info())
-            .expect("/dev/full must be openable for this test");
+    fn full_disk_reports_when_dropping_starts_and_the_count_at_close() {
+        let fs = crate::testutil::TinyTmpfs::must_mount("64k");
+        let path = fs.path().join("c-json.log");
+        let w = JsonFileWriter::open(&path, &JsonFileOptions::default(), &info()).expect("open");
+        // Take every block left; the write stops short with ENOSPC.
+        let _ = std::fs::write(fs.path().join("filler"), vec![0u8; 128 * 1024]);
         let sink = Arc::new(Collect::default());
         let log = JsonLog::new(w, 16 * 1024).with_reporter(sink.clone());
         log.write_messages(Stream::Stdout, &[b"one\n", b"two\n"]);
@@ -300,7 +346,7 @@ mod tests {
         let JsonFileReport::Dropping { error } = &reports[0] else {
             panic!("first report is not Dropping: {reports:?}");
         };
-        assert!(error.contains("/dev/full"), "{error}");
+        assert!(error.contains(&*path.to_string_lossy()), "{error}");
         assert!(error.contains("No space left on device"), "{error}");
         drop(log);
         assert_eq!(
@@ -316,6 +362,44 @@ mod tests {
                 },
                 still_dropping: true
             })
+        );
+    }
+
+    /// A background rotation that fails (here: a link planted at the gzip temp name) is reported
+    /// when it happens, though the container writes nothing more; a repeat is not.
+    #[test]
+    fn a_failed_background_rotation_is_reported_without_further_writes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").expect("victim");
+        let opts = JsonFileOptions::from_pairs([
+            ("max-size", "100"),
+            ("max-file", "3"),
+            ("compress", "true"),
+        ])
+        .expect("options");
+        let path = dir.path().join("c-json.log");
+        let w = JsonFileWriter::open(&path, &opts, &info()).expect("open");
+        std::os::unix::fs::symlink(&victim, dir.path().join("c-json.log.1.gz.tmp")).expect("plant");
+        let sink = Arc::new(Collect::default());
+        let log = JsonLog::new(w, 16 * 1024).with_reporter(sink.clone());
+        let line = format!("{}\n", "w".repeat(80));
+        log.write_messages(Stream::Stdout, &[line.as_bytes()]);
+        // This write rotates; nothing is written after it.
+        log.write_messages(Stream::Stdout, &[line.as_bytes()]);
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while sink.reports().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let reports = sink.reports();
+        assert_eq!(reports.len(), 1, "{reports:?}");
+        let JsonFileReport::Warning { error } = &reports[0] else {
+            panic!("not a warning: {reports:?}");
+        };
+        assert!(error.contains("c-json.log.1.gz.tmp"), "{error}");
+        assert_eq!(
+            std::fs::read_to_string(&victim).expect("victim"),
+            "precious"
         );
     }
 }

@@ -9,7 +9,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::Duration;
 
@@ -57,6 +57,8 @@ pub struct Relay {
     stdin: Option<JoinHandle<()>>,
     logger: Option<BinaryLogger>,
     console: Option<std::sync::Arc<AsyncFd<OwnedFd>>>,
+    /// The json-file log the outputs feed, to wait for its rotation in [`Relay::drain`].
+    json: Option<std::sync::Arc<JsonLog>>,
 }
 
 fn ctx(e: io::Error, what: &str, path: &Path) -> io::Error {
@@ -88,22 +90,13 @@ impl Sink {
         }
     }
 
-    /// `file://` destinations: parents 0755, the file 0644, appended to.
+    /// `file://` destinations: parents 0755, the file 0644, appended to. The directories are
+    /// the user's choice; the file itself is opened through its directory's fd with
+    /// `O_NOFOLLOW` and must be a regular file, so a link (or FIFO) planted at the name is refused.
     fn open_file(path: &Path) -> io::Result<Sink> {
-        if let Some(dir) = path.parent() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o755)
-                .create(dir)
-                .map_err(|e| ctx(e, "creating", dir))?;
-        }
-        OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o644)
-            .open(path)
+        scribe_safefs::open_append_last_component(path, 0o755, 0o644)
             .map(Sink::File)
-            .map_err(|e| ctx(e, "open", path))
+            .map_err(io::Error::from)
     }
 
     fn open(path: &Path) -> io::Result<Sink> {
@@ -160,6 +153,7 @@ impl Relay {
         let uris = [parse(stdout)?, parse(stderr)?];
         let mut ends = ContainerEnds::default();
         let mut relay = Relay::default();
+        relay.json = json.clone();
         // containerd names the same logging binary for both streams; one logger serves both.
         let mut logger_ends = [None, None];
         if let Some(b) = uris.iter().find_map(|u| match u {
@@ -272,6 +266,7 @@ impl Relay {
         })?;
         let master = std::sync::Arc::new(master);
         let mut relay = Relay::default();
+        relay.json = json.clone();
         let out = Output {
             sink,
             json: json.map(|log| (LineFramer::new(log.max_line()), log)),
@@ -329,6 +324,11 @@ impl Relay {
         }
         if all {
             self.outputs.clear();
+            // The last entries are on disk; let a background rotation give the files their
+            // final names too (within the same limit: it never holds the exit up for long).
+            if let Some(json) = &self.json {
+                let _ = tokio::time::timeout_at(deadline, json.rotation_done()).await;
+            }
         }
         all
     }

@@ -139,12 +139,12 @@ impl SafeDir {
     }
 
     /// Explains a failed `*at` call on `name`: a symlink (or, for a directory, a non-directory)
-    /// gets a message saying so instead of the kernel's `ELOOP`/`ENOTDIR` wording.
+    /// gets a message saying so instead of the kernel's `ELOOP`/`ENOTDIR`/`EEXIST` wording.
     fn explain(&self, op: &'static str, name: &OsStr, errno: Errno) -> SafeFsError {
         let path = self.path.join(name);
         if matches!(
             errno,
-            Errno::ELOOP | Errno::ENOTDIR | Errno::ENXIO | Errno::EMLINK
+            Errno::ELOOP | Errno::ENOTDIR | Errno::ENXIO | Errno::EMLINK | Errno::EEXIST
         ) {
             if let Ok(st) = fstatat(
                 Some(self.fd.as_raw_fd()),

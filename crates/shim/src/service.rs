@@ -367,20 +367,25 @@ impl Service {
                     crate::logger::attach(id, l.clone());
                     Some(l)
                 }
+                // A refused runtime.log (a planted link, say) fails the Create, naming the file.
                 Err(e) => {
-                    log::error!(container = id, error:% = e; "runtime.log disabled");
-                    None
+                    return Err(status(
+                        ttrpc::Code::INVALID_ARGUMENT,
+                        format!("container {id}: runtime.log: {e}"),
+                    ))
                 }
             }
         } else {
             None
         };
-        let recorder = Arc::new(Recorder::open(
-            logs.container_log,
-            &logs.root,
-            &self.namespace,
-            id,
-        ));
+        let recorder = Recorder::open(logs.container_log, &logs.root, &self.namespace, id)
+            .map_err(|e| {
+                status(
+                    ttrpc::Code::INVALID_ARGUMENT,
+                    format!("container {id}: container.log: {e}"),
+                )
+            })?;
+        let recorder = Arc::new(recorder);
         if spec.wants_systemd_cgroup() && !settings.systemd_cgroup {
             log::info!(container = id; "systemd cgroups path: using --systemd-cgroup");
             settings.systemd_cgroup = true;
@@ -409,7 +414,8 @@ impl Service {
                 format!("container {id}: {e}"),
             )
         };
-        let dir = scribe_events::container_log_dir(&p.logs.json_root, &self.namespace, id)
+        // Checks both components; the writer then walks them without following links.
+        scribe_events::container_log_dir(&p.logs.json_root, &self.namespace, id)
             .map_err(|e| fail(e.to_string()))?;
         let info = TagInfo {
             container_id: id.to_string(),
@@ -418,8 +424,14 @@ impl Service {
             image_id: String::new(),
             daemon_name: "scribe".to_string(),
         };
-        let writer = JsonFileWriter::open(dir.join(format!("{id}-json.log")), opts, &info)
-            .map_err(|e| fail(e.to_string()))?;
+        let writer = JsonFileWriter::open_under(
+            &p.logs.json_root,
+            &[self.namespace.as_str(), id],
+            &format!("{id}-json.log"),
+            opts,
+            &info,
+        )
+        .map_err(|e| fail(e.to_string()))?;
         let mut log = JsonLog::new(writer, DEFAULT_MAX_LINE);
         // Lost output is reported in runtime.log (and always in the shim's own log).
         if let Some(sink) = &p.runtime_log {

@@ -18,6 +18,18 @@
 //! Modes: directories 0755 (what containerd uses for `file://`), log files
 //! 0640 (Docker's json-file mode: container output may hold secrets, so not
 //! world-readable), both subject to the process umask.
+//!
+//! Links: the log directory is reached from the trusted root one component at a time without
+//! following links, and every file in it is opened through that directory's fd with
+//! `O_NOFOLLOW` (see `scribe_safefs`): a link planted in the log directory is refused, never
+//! followed.
+//!
+//! Rotation never holds up the caller for longer than one `renameat`: the live file is moved
+//! aside and a new one opened at once; ageing the older files and gzip run on a thread of their
+//! own (at most one per writer at a time, so at most one per container). While it runs, the
+//! writer keeps appending to the new live file; if that one fills up before the rotation
+//! finished, the writer goes on appending past `max-size` rather than wait, and rotates again as
+//! soon as the previous rotation is done.
 
 mod entry;
 mod escape;
@@ -26,19 +38,24 @@ mod report;
 mod rotate;
 mod tag;
 
+use std::ffi::{OsStr, OsString};
 use std::fmt;
-use std::fs::{DirBuilder, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::SystemTime;
 
-pub use options::{parse_size, JsonFileOptions, OptionError, OPTION_KEYS};
+use scribe_safefs::{SafeDir, SafeFsError};
+
+pub use options::{parse_size, JsonFileOptions, OptionError, MAX_FILE_LIMIT, OPTION_KEYS};
 pub use report::{DropTracker, JsonFileReport, JsonFileReporter, SETTLE};
 pub use tag::{TagError, TagInfo, TagTemplate};
 
 use crate::stream::Stream;
-use rotate::FsError;
+use rotate::{FinishError, FsError};
 
 /// Mode of created log files (Docker's json-file mode).
 pub(crate) const FILE_MODE: u32 = 0o640;
@@ -129,6 +146,16 @@ impl JsonFileError {
         }
     }
 
+    fn from_safe(op: Op, e: SafeFsError) -> Self {
+        JsonFileError {
+            op,
+            detail: "",
+            path: e.path,
+            source: e.source,
+            repeated: false,
+        }
+    }
+
     fn from_fs(op: Op, e: FsError) -> Self {
         JsonFileError {
             op,
@@ -177,10 +204,42 @@ impl std::error::Error for JsonFileError {
     }
 }
 
+/// Told, on the rotation thread, how a background rotation ended: `None` when it worked, else
+/// what failed. Lets the owner report a failure when it happens instead of at the next write
+/// (which may never come). Without one, the failure is the `warning` of the next write.
+pub type RotationHook = Arc<dyn Fn(Option<JsonFileError>) + Send + Sync>;
+
+/// A [`RotationHook`] in a field of a `Debug` type.
+#[derive(Clone)]
+struct Hook(RotationHook);
+
+impl fmt::Debug for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RotationHook")
+    }
+}
+
 /// Writes one container's json-file log, rotating and compressing as configured.
 #[derive(Debug)]
 pub struct JsonFileWriter {
+    /// The trusted root the log directory is reached from (opened by path).
+    root: PathBuf,
+    /// The directories below `root`, walked without following links.
+    subdirs: Vec<OsString>,
+    /// The live file's name in its directory.
+    name: OsString,
+    /// The live file's full path, for messages.
     path: PathBuf,
+    /// The log directory the live file was last opened in.
+    dir: Option<Arc<SafeDir>>,
+    /// The rotation running in the background, if any.
+    rotation: Option<JoinHandle<Result<(), FinishError>>>,
+    /// Finish rotations on a thread of their own (else in the caller).
+    background: bool,
+    /// Told how each background rotation ended.
+    hook: Option<Hook>,
+    /// A finished rotation's failure collected outside a write, for the next write to return.
+    deferred_warning: Option<JsonFileError>,
     max_size: Option<u64>,
     max_file: u32,
     compress: bool,
@@ -199,12 +258,16 @@ pub struct JsonFileWriter {
 }
 
 impl JsonFileWriter {
-    /// Opens (creating parents and the file) the live log at `path`, e.g.
-    /// `<log root>/<ns>/<id>/<id>-json.log`; `info` feeds the tag template.
-    /// Fails if the file cannot be opened now, so a bad log location is
-    /// reported at container creation rather than at the first output.
-    pub fn open(
-        path: impl Into<PathBuf>,
+    /// Opens (creating the directories and the file) the live log `name` in
+    /// `<root>/<subdirs...>`, e.g. root `<log root>`, subdirs `[<ns>, <id>]`, name `<id>-json.log`;
+    /// `info` feeds the tag template. `root` is trusted (opened by path, links followed); no
+    /// component below it may be a link. Fails if the file cannot be opened now (a planted link
+    /// included), so a bad log location is reported at container creation rather than at the
+    /// first output. Rotations finish in the background (see the module doc).
+    pub fn open_under<S: AsRef<OsStr>>(
+        root: &Path,
+        subdirs: &[S],
+        name: &str,
         opts: &JsonFileOptions,
         info: &TagInfo,
     ) -> Result<Self, JsonFileError> {
@@ -214,8 +277,20 @@ impl JsonFileWriter {
             .map(|t| t.render(info))
             .filter(|t| !t.is_empty())
             .map(|t| entry::tag_attrs(&t));
+        let subdirs: Vec<OsString> = subdirs.iter().map(|s| s.as_ref().to_os_string()).collect();
+        let mut path = root.to_path_buf();
+        path.extend(&subdirs);
+        path.push(name);
         let mut w = JsonFileWriter {
-            path: path.into(),
+            root: root.to_path_buf(),
+            subdirs,
+            name: OsString::from(name),
+            path,
+            dir: None,
+            rotation: None,
+            background: true,
+            hook: None,
+            deferred_warning: None,
             max_size: opts.max_size,
             max_file: opts.max_file.max(1),
             compress: opts.compress && opts.max_file >= 2,
@@ -230,7 +305,77 @@ impl JsonFileWriter {
             last_warning: None,
         };
         w.open_live()?;
+        if let Some(dir) = &w.dir {
+            if let Err(e) = rotate::remove_stale_temps(dir, &w.name) {
+                log::warn!(
+                    "json-file {}: removing stale temp files: {}",
+                    w.path.display(),
+                    e.source
+                );
+            }
+        }
         Ok(w)
+    }
+
+    /// Opens the live log at `path` whose parent directory is trusted (created if missing,
+    /// links in it followed); only the file itself must not be a link. Under a log root that
+    /// others can write, use [`JsonFileWriter::open_under`].
+    pub fn open(
+        path: impl Into<PathBuf>,
+        opts: &JsonFileOptions,
+        info: &TagInfo,
+    ) -> Result<Self, JsonFileError> {
+        let path = path.into();
+        let name = path
+            .file_name()
+            .and_then(OsStr::to_str)
+            .ok_or_else(|| {
+                JsonFileError::new(
+                    Op::Open,
+                    &path,
+                    io::Error::new(io::ErrorKind::InvalidInput, "not a UTF-8 file name"),
+                )
+            })?
+            .to_owned();
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        Self::open_under(parent, &[] as &[&str], &name, opts, info)
+    }
+
+    /// Finishes every rotation in the caller instead of a background thread: for tools and tests
+    /// that want the files in place when `write` returns.
+    pub fn with_inline_rotation(mut self) -> Self {
+        self.background = false;
+        self
+    }
+
+    /// Reports how each background rotation ended through `hook`, from the rotation thread,
+    /// instead of as the next write's warning.
+    pub fn set_rotation_hook(&mut self, hook: RotationHook) {
+        self.hook = Some(Hook(hook));
+    }
+
+    /// Whether a background rotation is still running (one that finished is collected; its
+    /// failure, without a hook, becomes the next write's warning).
+    pub fn rotation_running(&mut self) -> bool {
+        match &self.rotation {
+            Some(h) if h.is_finished() => {
+                if let Some(w) = self.reap_rotation(true) {
+                    self.deferred_warning.get_or_insert(w);
+                }
+                false
+            }
+            Some(_) => true,
+            None => false,
+        }
+    }
+
+    /// Waits for the background rotation, if one runs; returns its warning, if it failed (and
+    /// no hook took it).
+    pub fn wait_rotation(&mut self) -> Option<JsonFileError> {
+        self.reap_rotation(true)
     }
 
     /// The live file's path.
@@ -342,44 +487,44 @@ impl JsonFileWriter {
             }
         }
 
-        let mut warning = None;
-        let mut rotated = false;
-        if self.should_rotate(self.buf.len() - 1) {
-            match rotate::shift(&self.path, self.max_file) {
-                Ok(()) => {
-                    // The old live file is gone from `path`; start a new one.
+        let mut warning = self.deferred_warning.take().or(self.reap_rotation(false));
+        let mut finish_here = false;
+        if self.should_rotate(self.buf.len() - 1) && self.rotation.is_none() {
+            match self.start_rotation() {
+                Ok(inline) => {
+                    // The old live file is gone from its name; start a new one.
+                    finish_here = inline;
                     self.file = None;
                     if let Err(e) = self.open_live() {
+                        if finish_here {
+                            self.finish_inline();
+                        }
                         return Err(self.dropped(entries, bytes, e));
                     }
-                    rotated = true;
                     self.stats.rotations += 1;
                 }
                 Err(e) => {
                     // Nothing was moved that matters to the open file: keep
                     // appending to it rather than lose output.
-                    warning = Some(self.warn(JsonFileError::from_fs(Op::Rotate, e)));
+                    let e = self.warn(JsonFileError::from_fs(Op::Rotate, e));
+                    warning.get_or_insert(e);
                 }
             }
         }
 
         let start = usize::from(!self.needs_newline);
-        if let Err((kept, e)) = self.write_entry(start, entries) {
+        let written = self.write_entry(start, entries);
+        // Inline, the old file is aged and gzipped after the entries are safe: on a nearly full
+        // disk the entries get the room rather than the gzip file.
+        if finish_here {
+            if let Some(w) = self.finish_inline() {
+                warning.get_or_insert(w);
+            }
+        }
+        if let Err((kept, e)) = written {
             // The entries that made it whole before the disk filled up stay.
             let lost = lines.get(kept..).unwrap_or_default();
             return Err(self.dropped(lost.len() as u64, payload(lost), e));
-        }
-
-        if rotated && self.compress {
-            match rotate::compress(&rotate::rotated_name(&self.path, 1, false)) {
-                Ok(_) => self.last_warning = None,
-                Err(e) => {
-                    let e = self.warn(JsonFileError::from_fs(Op::Compress, e));
-                    warning.get_or_insert(e);
-                }
-            }
-        } else if rotated {
-            self.last_warning = None;
         }
 
         if self.buf.capacity() > KEEP_BUF {
@@ -399,23 +544,104 @@ impl JsonFileWriter {
         }
     }
 
-    /// Opens the live file for appending, creating it and its parents.
-    fn open_live(&mut self) -> Result<(), JsonFileError> {
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(DIR_MODE)
-                .create(dir)
-                .map_err(|e| JsonFileError::new(Op::CreateDir, dir, e))?;
+    /// Moves the live file aside (one `renameat`; with one file kept, removes it) and finishes
+    /// the rotation in the background. `Ok(true)`: the caller finishes it with
+    /// [`Self::finish_inline`] (background rotation is off, or no thread could be started).
+    fn start_rotation(&mut self) -> Result<bool, FsError> {
+        let Some(dir) = self.dir.clone() else {
+            return Ok(false);
+        };
+        if self.max_file < 2 {
+            return rotate::remove_if_exists(&dir, &self.name).map(|()| false);
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .mode(FILE_MODE)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&self.path)
-            .map_err(|e| JsonFileError::new(Op::Open, &self.path, e))?;
+        match dir.rename(
+            &self.name,
+            rotate::suffixed(&self.name, rotate::PENDING_SUFFIX),
+        ) {
+            // A live file deleted behind our back is simply not moved; the writer
+            // then re-creates it instead of appending to the unlinked inode.
+            Err(e) if e.is_not_found() => return Ok(false),
+            Err(e) => return Err(e.into()),
+            Ok(()) => {}
+        }
+        if !self.background {
+            return Ok(true);
+        }
+        let (base, max_file, compress) = (self.name.clone(), self.max_file, self.compress);
+        let hook = self.hook.clone();
+        let spawned = std::thread::Builder::new()
+            .name("json-rotate".into())
+            .spawn(move || {
+                lower_priority();
+                let result = rotate::finish(&dir, &base, max_file, compress);
+                match hook {
+                    Some(Hook(hook)) => {
+                        hook(result.err().map(finish_error));
+                        Ok(())
+                    }
+                    None => result,
+                }
+            });
+        match spawned {
+            Ok(handle) => {
+                self.rotation = Some(handle);
+                Ok(false)
+            }
+            Err(e) => {
+                log::warn!(
+                    "json-file {}: no rotation thread ({e}); rotating inline",
+                    self.path.display()
+                );
+                Ok(true)
+            }
+        }
+    }
+
+    /// Finishes a rotation started by [`Self::start_rotation`] here; the warning if it failed.
+    fn finish_inline(&mut self) -> Option<JsonFileError> {
+        let dir = self.dir.clone()?;
+        let result = rotate::finish(&dir, &self.name, self.max_file, self.compress);
+        self.finished(result)
+    }
+
+    /// Collects the background rotation when it is done (or, with `wait`, waits for it).
+    fn reap_rotation(&mut self, wait: bool) -> Option<JsonFileError> {
+        let handle = self.rotation.take()?;
+        if !wait && !handle.is_finished() {
+            self.rotation = Some(handle);
+            return None;
+        }
+        let result = handle.join().unwrap_or_else(|_| {
+            Err(FinishError::Rotate(FsError {
+                op: "rotate (thread panicked)",
+                path: self.path.clone(),
+                source: io::Error::other("rotation thread panicked"),
+            }))
+        });
+        self.finished(result)
+    }
+
+    /// The warning for a finished rotation's result, if it failed.
+    fn finished(&mut self, result: Result<(), FinishError>) -> Option<JsonFileError> {
+        match result {
+            Ok(()) => {
+                self.last_warning = None;
+                None
+            }
+            Err(e) => Some(self.warn(finish_error(e))),
+        }
+    }
+
+    /// Opens the live file for appending, creating it and its directories: walks from the
+    /// trusted root again each time (cheap: a few `openat`s), so a log directory removed while
+    /// the container runs is re-created, and a link planted in its place is refused.
+    fn open_live(&mut self) -> Result<(), JsonFileError> {
+        let dir = SafeDir::open_root(&self.root, true, DIR_MODE)
+            .and_then(|r| r.create_dir_all(&self.subdirs, DIR_MODE))
+            .map_err(|e| JsonFileError::from_safe(Op::CreateDir, e))?;
+        let file = dir
+            .open_append(&self.name, FILE_MODE, true)
+            .map_err(|e| JsonFileError::from_safe(Op::Open, e))?;
         let size = file
             .metadata()
             .map_err(|e| JsonFileError::new(Op::Open, &self.path, e))?
@@ -425,6 +651,7 @@ impl JsonFileWriter {
             size > 0 && file.read_exact_at(&mut last, size - 1).is_ok() && last[0] != b'\n';
         self.size = size;
         self.file = Some(file);
+        self.dir = Some(Arc::new(dir));
         Ok(())
     }
 
@@ -500,6 +727,32 @@ impl JsonFileWriter {
         e.repeated = self.last_warning == Some(e.op);
         self.last_warning = Some(e.op);
         e
+    }
+}
+
+/// Nice value of rotation threads: housekeeping yields the CPU to the shim's service thread
+/// and to the containers when they compete for it.
+const ROTATION_NICE: libc::c_int = 10;
+
+/// Lowers the calling thread's CPU priority to [`ROTATION_NICE`] (best effort: a failure only
+/// leaves it at the shim's priority).
+fn lower_priority() {
+    // SAFETY: setpriority takes plain integers; on Linux, PRIO_PROCESS with who 0 applies to
+    // the calling thread only.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, ROTATION_NICE) };
+    if rc != 0 {
+        log::debug!(
+            "json-file rotation thread: setpriority: {}",
+            io::Error::last_os_error()
+        );
+    }
+}
+
+/// The error of a failed rotation step.
+fn finish_error(e: FinishError) -> JsonFileError {
+    match e {
+        FinishError::Rotate(e) => JsonFileError::from_fs(Op::Rotate, e),
+        FinishError::Compress(e) => JsonFileError::from_fs(Op::Compress, e),
     }
 }
 

@@ -9,7 +9,7 @@
 //!   10 000 000 bytes, `1k` is 1000); optional `b`/`ib` after the unit, optional
 //!   space, fractions allowed (`1.5m`); must be positive. Unset: no rotation.
 //! - `max-file`: integer >= 1 (default 1), the number of files kept including the
-//!   live one.
+//!   live one, at most [`MAX_FILE_LIMIT`] (Docker sets no upper bound; Scribe does, see there).
 //! - `compress`: Go `ParseBool` spellings; needs `max-file` >= 2 and `max-size`.
 //! - `tag`: see [`TagTemplate`].
 //!
@@ -67,6 +67,14 @@ impl fmt::Display for OptionError {
 
 impl std::error::Error for OptionError {}
 
+/// The largest `max-file` accepted. Docker parses `max-file` with `strconv.Atoi` and sets no
+/// upper bound; its default is 1 and kubelet's `containerLogMaxFiles` defaults to 5. A rotation
+/// renames every file kept, so `max-file` is the cost of one rotation; and `max-size` is at
+/// least 1 byte, so a tiny `max-size` with a huge `max-file` keeps a container's directory full
+/// of tens of thousands of files. 1000 files is 200 times kubelet's default and keeps a rotation
+/// at about a millisecond of renames; anyone wanting more history wants a larger `max-size`.
+pub const MAX_FILE_LIMIT: u32 = 1000;
+
 /// The keys [`JsonFileOptions::from_pairs`] understands.
 pub const OPTION_KEYS: [&str; 4] = ["max-size", "max-file", "compress", "tag"];
 
@@ -90,6 +98,11 @@ impl JsonFileOptions {
                     let n: i64 = value.parse().map_err(|_| err("not an integer".into()))?;
                     if n < 1 {
                         return Err(err("max-file cannot be less than 1".into()));
+                    }
+                    if n > i64::from(MAX_FILE_LIMIT) {
+                        return Err(err(format!(
+                            "max-file cannot be more than {MAX_FILE_LIMIT} (each rotation renames every kept file; use a larger max-size for more history)"
+                        )));
                     }
                     opts.max_file = u32::try_from(n).map_err(|_| err("too large".into()))?;
                 }
@@ -216,12 +229,22 @@ mod tests {
     }
 
     #[test]
+    fn max_file_is_bounded() {
+        let o = JsonFileOptions::from_pairs([("max-file", "1000")]).expect("the bound itself");
+        assert_eq!(o.max_file, MAX_FILE_LIMIT);
+        let e = JsonFileOptions::from_pairs([("max-file", "100000")]).unwrap_err();
+        assert!(e.to_string().contains("cannot be more than 1000"), "{e}");
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let cases = [
             (vec![("max-size", "ten")], "max-size"),
             (vec![("max-size", "0")], "max-size"),
             (vec![("max-file", "0")], "max-file"),
             (vec![("max-file", "x")], "max-file"),
+            (vec![("max-file", "1001")], "max-file"),
+            (vec![("max-file", "100000")], "max-file"),
             (vec![("compress", "yes")], "compress"),
             (vec![("tag", "{{.Nope}}")], "tag"),
             (vec![("max-sise", "1m")], "max-sise"),

@@ -51,7 +51,8 @@ pub enum JsonFileReport {
 
 /// Receives a json-file log's reports; the shim writes them as runtime-log records.
 pub trait JsonFileReporter: Send + Sync {
-    /// Called synchronously from the relay, in order; `log` is the live file's path.
+    /// Called synchronously from the relay, in order; `log` is the live file's path. A
+    /// background rotation's failure is reported from the rotation thread when it happens.
     fn report(&self, log: &Path, report: JsonFileReport);
 }
 

@@ -1,19 +1,27 @@
 //! The file side of json-file rotation: naming, shifting, gzip.
 //!
 //! Docker's layout (`daemon/logger/loggerutils/logfile.go`): the live file is
-//! `<path>`, older ones `<path>.1` (newest) ... `<path>.<max-file - 1>` (oldest),
+//! `<name>`, older ones `<name>.1` (newest) ... `<name>.<max-file - 1>` (oldest),
 //! each with `.gz` appended when compressed. Shifting renames both the plain and
 //! the `.gz` name of every generation, so a file whose compression failed (left
 //! plain) is kept and aged like the others instead of being overwritten.
+//!
+//! Cost: a shift lists the directory once and renames only the generations that exist, so it
+//! costs in proportion to the files present (at most `max-file` of them), never to `max-file`
+//! itself. Every step goes through the log directory's fd ([`SafeDir`]): names, never links,
+//! are renamed and removed; files are opened `O_NOFOLLOW`, the gzip temp file `O_EXCL`.
+//!
+//! The writer moves the live file aside to [`PENDING_SUFFIX`] itself (one `renameat`) and
+//! hands the rest, [`finish`], to a background thread (see [`super::JsonFileWriter`]).
 
-use std::ffi::OsString;
-use std::fs::{self, File, OpenOptions};
+use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
+use scribe_safefs::{SafeDir, SafeFsError};
 
 use super::FILE_MODE;
 
@@ -25,159 +33,281 @@ pub(crate) struct FsError {
     pub source: io::Error,
 }
 
-fn fs_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> FsError + 'a {
-    move |source| FsError {
-        op,
-        path: path.to_path_buf(),
-        source,
+impl From<SafeFsError> for FsError {
+    fn from(e: SafeFsError) -> Self {
+        FsError {
+            op: e.op,
+            path: e.path,
+            source: e.source,
+        }
     }
 }
 
+/// Suffix of the live file once moved aside, until the rotation thread names it `.1`.
+pub(crate) const PENDING_SUFFIX: &str = ".rotating";
+
 /// `<base>.<n>` or `<base>.<n>.gz`.
-pub(crate) fn rotated_name(base: &Path, n: u32, gz: bool) -> PathBuf {
-    let mut name = OsString::from(base.as_os_str());
+pub(crate) fn rotated_name(base: &OsStr, n: u32, gz: bool) -> OsString {
+    let mut name = base.to_os_string();
     name.push(format!(".{n}"));
     if gz {
         name.push(".gz");
     }
-    PathBuf::from(name)
+    name
 }
 
-fn remove_if_exists(path: &Path) -> Result<(), FsError> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(fs_err("remove", path)(e)),
+/// `<base>` + `suffix`.
+pub(crate) fn suffixed(base: &OsStr, suffix: &str) -> OsString {
+    let mut name = base.to_os_string();
+    name.push(suffix);
+    name
+}
+
+/// The generation of `name` if it is `<base>.<n>` or `<base>.<n>.gz` (n >= 1, no leading 0).
+fn generation(base: &OsStr, name: &OsStr) -> Option<(u32, bool)> {
+    let rest = name.as_bytes().strip_prefix(base.as_bytes())?;
+    let rest = rest.strip_prefix(b".")?;
+    let (digits, gz) = match rest.strip_suffix(b".gz") {
+        Some(d) => (d, true),
+        None => (rest, false),
+    };
+    if digits.is_empty() || digits[0] == b'0' || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n: u32 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some((n, gz))
+}
+
+/// Removes `name`; a missing file is fine.
+pub(crate) fn remove_if_exists(dir: &SafeDir, name: &OsStr) -> Result<(), FsError> {
+    match dir.remove(name) {
+        Err(e) if !e.is_not_found() => Err(e.into()),
         _ => Ok(()),
     }
 }
 
-fn rename_if_exists(from: &Path, to: &Path) -> Result<(), FsError> {
-    match fs::rename(from, to) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(fs_err("rename", from)(e)),
-        _ => Ok(()),
-    }
-}
-
-/// Ages every rotated generation by one, drops the oldest, and moves the live
-/// file out of the way (to `.1`, or removes it when only one file is kept).
-pub(crate) fn shift(base: &Path, max_file: u32) -> Result<(), FsError> {
-    if max_file < 2 {
-        return remove_if_exists(base);
-    }
-    for gz in [false, true] {
-        remove_if_exists(&rotated_name(base, max_file - 1, gz))?;
-    }
-    for n in (2..max_file).rev() {
-        for gz in [false, true] {
-            rename_if_exists(&rotated_name(base, n - 1, gz), &rotated_name(base, n, gz))?;
+/// Ages every rotated generation that exists by one and drops those that would pass
+/// `max_file - 1`. Lists the directory once: cost in proportion to the files present.
+pub(crate) fn shift(dir: &SafeDir, base: &OsStr, max_file: u32) -> Result<(), FsError> {
+    let mut gens: Vec<(u32, bool)> = dir
+        .entries()?
+        .iter()
+        .filter_map(|n| generation(base, n))
+        .collect();
+    // Oldest first, so each rename's target has already moved on.
+    gens.sort_unstable_by(|a, b| b.cmp(a));
+    for (n, gz) in gens {
+        if n + 1 >= max_file {
+            remove_if_exists(dir, &rotated_name(base, n, gz))?;
+        } else {
+            match dir.rename(rotated_name(base, n, gz), rotated_name(base, n + 1, gz)) {
+                Err(e) if !e.is_not_found() => return Err(e.into()),
+                _ => {}
+            }
         }
     }
-    // A live file deleted behind our back is simply not moved; the writer
-    // then re-creates it instead of appending to the unlinked inode.
-    rename_if_exists(base, &rotated_name(base, 1, false))
+    Ok(())
 }
 
-/// Gzips `src` into `<src>.gz` (through a `.tmp` file renamed into place) and
-/// removes `src`. On failure `src` is left as it was and the temp file removed.
-///
-/// Runs synchronously with a small stack buffer and the fastest level: it
-/// blocks the caller for roughly max-size / (tens of MB/s).
-pub(crate) fn compress(src: &Path) -> Result<PathBuf, FsError> {
-    let mut dst = OsString::from(src.as_os_str());
-    dst.push(".gz");
-    let dst = PathBuf::from(dst);
-    let mut tmp = OsString::from(dst.as_os_str());
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
+/// What [`finish`] failed at: rotation proper or compression only.
+#[derive(Debug)]
+pub(crate) enum FinishError {
+    /// Shifting or naming the new `.1` failed.
+    Rotate(FsError),
+    /// `.1` is in place but could not be gzipped (it stays plain).
+    Compress(FsError),
+}
 
+/// The slow part of a rotation, after the live file was moved to `<base>.rotating`: ages the
+/// older generations, names the moved file `.1`, and gzips it when `compress`.
+pub(crate) fn finish(
+    dir: &SafeDir,
+    base: &OsStr,
+    max_file: u32,
+    compress: bool,
+) -> Result<(), FinishError> {
+    shift(dir, base, max_file).map_err(FinishError::Rotate)?;
+    let one = rotated_name(base, 1, false);
+    match dir.rename(suffixed(base, PENDING_SUFFIX), &one) {
+        // Nothing was moved aside (the live file had been deleted behind our back).
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(FinishError::Rotate(e.into())),
+        Ok(()) => {}
+    }
+    if compress {
+        self::compress(dir, &one).map_err(FinishError::Compress)?;
+    }
+    Ok(())
+}
+
+/// Gzips `src` into `<src>.gz` (through a `.tmp` file created `O_EXCL`, renamed into place)
+/// and removes `src`. On failure `src` is left as it was and the temp file removed. A name
+/// already taken by the temp file (a planted link, say) is refused, never followed.
+pub(crate) fn compress(dir: &SafeDir, src: &OsStr) -> Result<OsString, FsError> {
+    let dst = suffixed(src, ".gz");
+    let tmp = suffixed(&dst, ".tmp");
+    let mut created = false;
     let result = (|| {
-        let mut input = File::open(src).map_err(fs_err("open", src))?;
-        let out = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(FILE_MODE)
-            .open(&tmp)
-            .map_err(fs_err("create", &tmp))?;
+        let mut input = dir.open_read(src)?;
+        let out = dir.create_excl(&tmp, FILE_MODE)?;
+        created = true;
         let mut enc = GzEncoder::new(out, Compression::fast());
-        io::copy(&mut input, &mut enc).map_err(fs_err("compress into", &tmp))?;
-        enc.finish().map_err(fs_err("compress into", &tmp))?;
-        fs::rename(&tmp, &dst).map_err(fs_err("rename", &tmp))
+        let err = |e| FsError {
+            op: "compress into",
+            path: dir.path().join(&tmp),
+            source: e,
+        };
+        io::copy(&mut input, &mut enc).map_err(err)?;
+        enc.finish().map_err(err)?;
+        dir.rename(&tmp, &dst)?;
+        Ok::<(), FsError>(())
     })();
     if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
+        if created {
+            let _ = dir.remove(&tmp);
+        }
         return Err(e);
     }
-    remove_if_exists(src)?;
+    remove_if_exists(dir, src)?;
     Ok(dst)
+}
+
+/// Removes what a rotation interrupted by a crash left: `<base>.<n>.gz.tmp` names (removing a
+/// name never touches what a link there points at).
+pub(crate) fn remove_stale_temps(dir: &SafeDir, base: &OsStr) -> Result<(), FsError> {
+    for name in dir.entries()? {
+        if let Some(stem) = name.as_bytes().strip_suffix(b".gz.tmp") {
+            if generation(base, OsStr::from_bytes(stem)).is_some() {
+                remove_if_exists(dir, &name)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use flate2::read::GzDecoder;
+    use std::fs::{self, File};
     use std::io::Read;
+    use std::path::Path;
+
+    fn setup() -> (tempfile::TempDir, SafeDir, OsString) {
+        let t = tempfile::tempdir().unwrap();
+        let d = SafeDir::open_root(t.path(), false, 0o755).unwrap();
+        (t, d, OsString::from("c-json.log"))
+    }
+
+    fn p(t: &tempfile::TempDir, name: &OsStr) -> PathBuf {
+        t.path().join(name)
+    }
 
     #[test]
     fn names() {
-        let b = Path::new("/x/c-json.log");
-        assert_eq!(rotated_name(b, 1, false), PathBuf::from("/x/c-json.log.1"));
+        let b = OsStr::new("c-json.log");
+        assert_eq!(rotated_name(b, 1, false), "c-json.log.1");
+        assert_eq!(rotated_name(b, 3, true), "c-json.log.3.gz");
         assert_eq!(
-            rotated_name(b, 3, true),
-            PathBuf::from("/x/c-json.log.3.gz")
+            generation(b, OsStr::new("c-json.log.12")),
+            Some((12, false))
         );
+        assert_eq!(
+            generation(b, OsStr::new("c-json.log.2.gz")),
+            Some((2, true))
+        );
+        for other in [
+            "c-json.log",
+            "c-json.log.0",
+            "c-json.log.01",
+            "c-json.log.x",
+            "c-json.log.1.gz.tmp",
+            "d-json.log.1",
+        ] {
+            assert_eq!(generation(b, OsStr::new(other)), None, "{other}");
+        }
     }
 
     #[test]
-    fn shift_keeps_max_files_and_ages_both_variants() {
-        let dir = tempfile::tempdir().unwrap();
-        let base = dir.path().join("c-json.log");
-        fs::write(&base, "live").unwrap();
-        fs::write(rotated_name(&base, 1, true), "one-gz").unwrap();
-        fs::write(rotated_name(&base, 2, false), "two-plain").unwrap();
-        shift(&base, 3).unwrap();
-        assert!(!base.exists());
+    fn finish_keeps_max_files_and_ages_both_variants() {
+        let (t, d, b) = setup();
+        fs::write(p(&t, &suffixed(&b, PENDING_SUFFIX)), "live").unwrap();
+        fs::write(p(&t, &rotated_name(&b, 1, true)), "one-gz").unwrap();
+        fs::write(p(&t, &rotated_name(&b, 2, false)), "two-plain").unwrap();
+        finish(&d, &b, 3, false).unwrap();
         assert_eq!(
-            fs::read_to_string(rotated_name(&base, 1, false)).unwrap(),
+            fs::read_to_string(p(&t, &rotated_name(&b, 1, false))).unwrap(),
             "live"
         );
         assert_eq!(
-            fs::read_to_string(rotated_name(&base, 2, true)).unwrap(),
+            fs::read_to_string(p(&t, &rotated_name(&b, 2, true))).unwrap(),
             "one-gz"
         );
         // .2 was the oldest allowed (max_file 3 keeps .1 and .2): dropped.
-        assert!(!rotated_name(&base, 3, false).exists());
-        assert!(!rotated_name(&base, 2, false).exists());
+        assert!(!p(&t, &rotated_name(&b, 3, false)).exists());
+        assert!(!p(&t, &rotated_name(&b, 2, false)).exists());
     }
 
     #[test]
-    fn shift_tolerates_a_missing_live_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let base = dir.path().join("c-json.log");
-        shift(&base, 3).unwrap();
-        shift(&base, 1).unwrap();
+    fn finish_tolerates_nothing_moved_aside() {
+        let (_t, d, b) = setup();
+        finish(&d, &b, 3, true).unwrap();
+    }
+
+    /// Counts the rename/unlink attempts of a shift by the names it could touch: with a huge
+    /// `max_file` and 3 files present, the shift must not depend on `max_file`.
+    #[test]
+    fn shift_costs_what_exists_not_max_file() {
+        let (t, d, b) = setup();
+        for n in 1..=3 {
+            fs::write(p(&t, &rotated_name(&b, n, false)), format!("{n}")).unwrap();
+        }
+        fs::write(p(&t, OsStr::new("unrelated")), "x").unwrap();
+        let start = std::time::Instant::now();
+        for _ in 0..1000 {
+            shift(&d, &b, u32::MAX).unwrap();
+        }
+        // 1000 shifts of 3 files: the files moved 1000 generations, no more, no less.
+        for n in 1001..=1003 {
+            assert_eq!(
+                fs::read_to_string(p(&t, &rotated_name(&b, n, false))).unwrap(),
+                format!("{}", n - 1000)
+            );
+        }
+        assert_eq!(fs::read_dir(t.path()).unwrap().count(), 4);
+        eprintln!(
+            "1000 shifts of 3 files with max-file {}: {:?}",
+            u32::MAX,
+            start.elapsed()
+        );
     }
 
     #[test]
-    fn shift_with_one_file_removes_the_live_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let base = dir.path().join("c-json.log");
-        fs::write(&base, "live").unwrap();
-        shift(&base, 1).unwrap();
-        assert!(!base.exists());
-        assert!(!rotated_name(&base, 1, false).exists());
+    fn shift_drops_everything_past_the_limit() {
+        let (t, d, b) = setup();
+        for n in [1, 5, 9, 40] {
+            fs::write(p(&t, &rotated_name(&b, n, n % 2 == 0)), "x").unwrap();
+        }
+        shift(&d, &b, 6).unwrap();
+        let mut names: Vec<String> = fs::read_dir(t.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["c-json.log.2"]);
     }
 
     #[test]
     fn compress_round_trip() {
-        let dir = tempfile::tempdir().unwrap();
-        let src = dir.path().join("c-json.log.1");
+        let (t, d, _) = setup();
+        let src = OsString::from("c-json.log.1");
         let content = "line\n".repeat(10_000);
-        fs::write(&src, &content).unwrap();
-        let dst = compress(&src).unwrap();
-        assert_eq!(dst, dir.path().join("c-json.log.1.gz"));
-        assert!(!src.exists());
+        fs::write(p(&t, &src), &content).unwrap();
+        let dst = compress(&d, &src).unwrap();
+        assert_eq!(dst, "c-json.log.1.gz");
+        assert!(!p(&t, &src).exists());
         let mut out = String::new();
-        GzDecoder::new(File::open(&dst).unwrap())
+        GzDecoder::new(File::open(p(&t, &dst)).unwrap())
             .read_to_string(&mut out)
             .unwrap();
         assert_eq!(out, content);
@@ -185,10 +315,33 @@ mod tests {
 
     #[test]
     fn compress_failure_keeps_source() {
-        let dir = tempfile::tempdir().unwrap();
-        let missing = dir.path().join("nope.1");
-        let e = compress(&missing).unwrap_err();
+        let (t, d, _) = setup();
+        let e = compress(&d, OsStr::new("nope.1")).unwrap_err();
         assert_eq!(e.op, "open");
-        assert_eq!(e.path, missing);
+        assert_eq!(e.path, t.path().join("nope.1"));
+    }
+
+    /// The attack: a link at `.1.gz.tmp` was opened with create+truncate (the target got
+    /// the gzip data) and renamed into place.
+    #[test]
+    fn compress_refuses_a_planted_temp_link() {
+        let (t, d, _) = setup();
+        let victim = t.path().join("victim");
+        fs::write(&victim, "precious").unwrap();
+        fs::write(p(&t, OsStr::new("c-json.log.1")), "data\n").unwrap();
+        std::os::unix::fs::symlink(&victim, t.path().join("c-json.log.1.gz.tmp")).unwrap();
+        let e = compress(&d, OsStr::new("c-json.log.1")).unwrap_err();
+        assert_eq!(e.path, t.path().join("c-json.log.1.gz.tmp"));
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+        // The link is still a link (it was not the one we created, so not removed), .1 kept.
+        assert!(fs::symlink_metadata(t.path().join("c-json.log.1.gz.tmp"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert!(t.path().join("c-json.log.1").exists());
+        assert!(!Path::new(&t.path().join("c-json.log.1.gz")).exists());
+        remove_stale_temps(&d, OsStr::new("c-json.log")).unwrap();
+        assert!(!t.path().join("c-json.log.1.gz.tmp").exists());
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
     }
 }

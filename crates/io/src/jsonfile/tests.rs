@@ -26,6 +26,21 @@ fn info() -> TagInfo {
     }
 }
 
+/// A writer whose rotations are finished when `write` returns, so the files can be checked.
+fn open_inline(
+    path: impl Into<PathBuf>,
+    o: &JsonFileOptions,
+    i: &TagInfo,
+) -> Result<JsonFileWriter, JsonFileError> {
+    JsonFileWriter::open(path, o, i).map(JsonFileWriter::with_inline_rotation)
+}
+
+/// `<path>.<n>`.
+fn rotated(path: &Path, n: u32) -> PathBuf {
+    let name = path.file_name().expect("file name");
+    path.with_file_name(rotate::rotated_name(name, n, false))
+}
+
 /// The `log` values of every entry in a json-file, in order.
 fn logs_of(text: &str) -> Vec<String> {
     text.lines()
@@ -52,7 +67,7 @@ fn read_maybe_gz(path: &Path) -> Option<String> {
 fn writes_docker_entries() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a/b/c-json.log");
-    let mut w = JsonFileWriter::open(&path, &JsonFileOptions::default(), &info()).unwrap();
+    let mut w = open_inline(&path, &JsonFileOptions::default(), &info()).unwrap();
     w.write(Stream::Stdout, b"hello\n", t0()).unwrap();
     w.write(Stream::Stderr, b"bad \xff byte\n", t0()).unwrap();
     let text = fs::read_to_string(&path).unwrap();
@@ -72,7 +87,7 @@ fn file_and_directory_modes() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("new/c-json.log");
-    JsonFileWriter::open(&path, &JsonFileOptions::default(), &info()).unwrap();
+    open_inline(&path, &JsonFileOptions::default(), &info()).unwrap();
     let umask = unsafe_umask();
     let fmode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     let dmode = fs::metadata(path.parent().unwrap())
@@ -96,7 +111,7 @@ fn tag_goes_into_attrs() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c-json.log");
     let o = opts(&[("tag", "{{.Name}}/{{.ID}}")]);
-    let mut w = JsonFileWriter::open(&path, &o, &info()).unwrap();
+    let mut w = open_inline(&path, &o, &info()).unwrap();
     w.write(Stream::Stdout, b"x\n", t0()).unwrap();
     let v: serde_json::Value =
         serde_json::from_str(fs::read_to_string(&path).unwrap().trim_end()).unwrap();
@@ -106,7 +121,7 @@ fn tag_goes_into_attrs() {
     let mut i = info();
     i.image_name.clear();
     let path2 = dir.path().join("d-json.log");
-    let mut w = JsonFileWriter::open(&path2, &o, &i).unwrap();
+    let mut w = open_inline(&path2, &o, &i).unwrap();
     w.write(Stream::Stdout, b"x\n", t0()).unwrap();
     assert!(!fs::read_to_string(&path2).unwrap().contains("attrs"));
 }
@@ -119,7 +134,7 @@ fn rotation_case(compress: bool) {
         pairs.push(("compress", "true"));
     }
     let o = opts(&pairs);
-    let mut w = JsonFileWriter::open(&path, &o, &info()).unwrap();
+    let mut w = open_inline(&path, &o, &info()).unwrap();
     let lines: Vec<String> = (0..40).map(|i| format!("line number {i:03}\n")).collect();
     for l in &lines {
         let written = w.write(Stream::Stdout, l.as_bytes(), t0()).unwrap();
@@ -145,7 +160,7 @@ fn rotation_case(compress: bool) {
     // Oldest to newest, the files hold a contiguous tail of what was written.
     let mut kept = Vec::new();
     for n in [2, 1] {
-        let text = read_maybe_gz(&rotate::rotated_name(&path, n, false)).expect("rotated file");
+        let text = read_maybe_gz(&rotated(&path, n)).expect("rotated file");
         assert!(text.len() <= 300);
         kept.extend(logs_of(&text));
     }
@@ -168,7 +183,7 @@ fn rotation_with_compression() {
 fn one_file_rotation_starts_over() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c-json.log");
-    let mut w = JsonFileWriter::open(&path, &opts(&[("max-size", "200")]), &info()).unwrap();
+    let mut w = open_inline(&path, &opts(&[("max-size", "200")]), &info()).unwrap();
     for i in 0..10 {
         w.write(Stream::Stdout, format!("entry {i}\n").as_bytes(), t0())
             .unwrap();
@@ -183,14 +198,14 @@ fn oversized_entry_gets_a_file_of_its_own() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c-json.log");
     let o = opts(&[("max-size", "100"), ("max-file", "2")]);
-    let mut w = JsonFileWriter::open(&path, &o, &info()).unwrap();
+    let mut w = open_inline(&path, &o, &info()).unwrap();
     w.write(Stream::Stdout, b"small\n", t0()).unwrap();
     let big = vec![b'B'; 500];
     w.write(Stream::Stdout, &big, t0()).unwrap();
     w.write(Stream::Stdout, &big, t0()).unwrap();
     assert_eq!(logs_of(&fs::read_to_string(&path).unwrap()).len(), 1);
     assert_eq!(
-        logs_of(&fs::read_to_string(rotate::rotated_name(&path, 1, false)).unwrap()).len(),
+        logs_of(&fs::read_to_string(rotated(&path, 1)).unwrap()).len(),
         1
     );
 }
@@ -205,7 +220,7 @@ fn appends_to_an_existing_file_and_repairs_a_torn_last_line() {
     )
     .unwrap();
     let before = fs::metadata(&path).unwrap().len();
-    let mut w = JsonFileWriter::open(&path, &JsonFileOptions::default(), &info()).unwrap();
+    let mut w = open_inline(&path, &JsonFileOptions::default(), &info()).unwrap();
     assert_eq!(w.size(), before);
     w.write(Stream::Stdout, b"new\n", t0()).unwrap();
     let text = fs::read_to_string(&path).unwrap();
@@ -217,18 +232,28 @@ fn appends_to_an_existing_file_and_repairs_a_torn_last_line() {
 
 #[test]
 fn dev_full_drops_and_counts_without_panicking() {
-    let mut w = match JsonFileWriter::open("/dev/full", &JsonFileOptions::default(), &info()) {
-        Ok(w) => w,
-        Err(e) => {
-            eprintln!("skipping: /dev/full unavailable: {e}");
-            return;
-        }
-    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c-json.log");
+    let mut w = open_inline(&path, &JsonFileOptions::default(), &info()).unwrap();
+    // Log files must be regular files: swap in /dev/full behind the writer's back.
+    w.file = Some(
+        fs::OpenOptions::new()
+            .append(true)
+            .open("/dev/full")
+            .expect("/dev/full must be openable for this test"),
+    );
     let e = w.write(Stream::Stdout, b"lost\n", t0()).unwrap_err();
     assert_eq!(e.op(), Op::Write);
     assert_eq!(e.io_error().raw_os_error(), Some(libc::ENOSPC));
     assert!(!e.is_repeat());
-    assert!(e.to_string().contains("/dev/full"), "{e}");
+    assert!(e.to_string().contains(&*path.to_string_lossy()), "{e}");
+    // The failed write closed the file; the next one re-opens the real file: swap again.
+    w.file = Some(
+        fs::OpenOptions::new()
+            .append(true)
+            .open("/dev/full")
+            .expect("/dev/full must be openable for this test"),
+    );
     let e = w.write(Stream::Stdout, b"lost too\n", t0()).unwrap_err();
     assert!(e.is_repeat());
     let st = w.stats();
@@ -244,7 +269,7 @@ fn unopenable_path_recovers_when_fixed() {
     let path = blocker.join("c-json.log");
     // A directory is needed where a file sits: opening fails.
     fs::create_dir(&blocker).unwrap();
-    let mut w = JsonFileWriter::open(&path, &JsonFileOptions::default(), &info()).unwrap();
+    let mut w = open_inline(&path, &JsonFileOptions::default(), &info()).unwrap();
     w.write(Stream::Stdout, b"one\n", t0()).unwrap();
     fs::remove_file(&path).unwrap();
     fs::remove_dir(&blocker).unwrap();
@@ -275,7 +300,7 @@ fn open_reports_the_path() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("f");
     fs::write(&file, "").unwrap();
-    let e = JsonFileWriter::open(
+    let e = open_inline(
         file.join("x/c-json.log"),
         &JsonFileOptions::default(),
         &info(),
@@ -294,7 +319,7 @@ fn full_tmpfs_drops_whole_entries_then_resumes() {
     let filler = fs_.path().join("filler");
     // Use up most of the space with another file.
     fs::write(&filler, vec![0u8; 40 * 1024]).unwrap();
-    let mut w = JsonFileWriter::open(&path, &JsonFileOptions::default(), &info()).unwrap();
+    let mut w = open_inline(&path, &JsonFileOptions::default(), &info()).unwrap();
     let line = format!("{}\n", "x".repeat(700));
     let mut failures = 0;
     let mut first_failure = None;
@@ -337,7 +362,7 @@ fn full_tmpfs_keeps_the_whole_entries_of_a_batch_that_fit() {
     let fs_ = TinyTmpfs::must_mount("64k");
     let path = fs_.path().join("c-json.log");
     fs::write(fs_.path().join("filler"), vec![0u8; 40 * 1024]).unwrap();
-    let mut w = JsonFileWriter::open(&path, &JsonFileOptions::default(), &info()).unwrap();
+    let mut w = open_inline(&path, &JsonFileOptions::default(), &info()).unwrap();
     let lines: Vec<String> = (0..100)
         .map(|i| format!("{i:03} {}\n", "z".repeat(700)))
         .collect();
@@ -371,7 +396,7 @@ fn full_tmpfs_compression_failure_is_a_warning_and_keeps_data() {
     };
     let path = fs_.path().join("c-json.log");
     let o = opts(&[("max-size", "8k"), ("max-file", "3"), ("compress", "true")]);
-    let mut w = JsonFileWriter::open(&path, &o, &info()).unwrap();
+    let mut w = open_inline(&path, &o, &info()).unwrap();
     // Fill the live file to just under max-size.
     let line = format!("{}\n", "y".repeat(900));
     while w.size() + 1100 <= 8000 {
@@ -388,7 +413,7 @@ fn full_tmpfs_compression_failure_is_a_warning_and_keeps_data() {
     let warning = written.warning.expect("compression should fail");
     assert_eq!(warning.op(), Op::Compress);
     // The rotated file is still there, uncompressed, and the tmp file is gone.
-    assert!(rotate::rotated_name(&path, 1, false).exists());
+    assert!(rotated(&path, 1).exists());
     assert!(!fs_.path().join("c-json.log.1.gz.tmp").exists());
     assert_eq!(w.stats().entries_dropped, 0);
 }
@@ -398,7 +423,7 @@ fn live_file_deleted_behind_our_back_is_recreated_at_rotation() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c-json.log");
     let o = opts(&[("max-size", "120"), ("max-file", "2")]);
-    let mut w = JsonFileWriter::open(&path, &o, &info()).unwrap();
+    let mut w = open_inline(&path, &o, &info()).unwrap();
     w.write(Stream::Stdout, b"first\n", t0()).unwrap();
     fs::remove_file(&path).unwrap();
     // The next entry overflows max-size: rotation finds no live file to move
@@ -416,7 +441,7 @@ fn batches_split_at_rotation_and_keep_order() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c-json.log");
     let o = opts(&[("max-size", "1k"), ("max-file", "20")]);
-    let mut w = JsonFileWriter::open(&path, &o, &info()).unwrap();
+    let mut w = open_inline(&path, &o, &info()).unwrap();
     let lines: Vec<String> = (0..100).map(|i| format!("line {i:03}\n")).collect();
     let refs: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
     w.write_many(Stream::Stdout, &refs[..60], t0()).unwrap();
@@ -427,12 +452,12 @@ fn batches_split_at_rotation_and_keep_order() {
     // Oldest rotated file first, then the live one: every line once, in order, no file over 1k.
     let mut all = Vec::new();
     for n in (1..20).rev() {
-        let rotated = rotate::rotated_name(&path, n, false);
-        if let Ok(text) = fs::read_to_string(&rotated) {
+        let rotated_path = rotated(&path, n);
+        if let Ok(text) = fs::read_to_string(&rotated_path) {
             assert!(
                 text.len() <= 1000,
                 "{} is {} bytes",
-                rotated.display(),
+                rotated_path.display(),
                 text.len()
             );
             all.extend(logs_of(&text));
@@ -440,4 +465,140 @@ fn batches_split_at_rotation_and_keep_order() {
     }
     all.extend(logs_of(&fs::read_to_string(&path).unwrap()));
     assert_eq!(all, lines);
+}
+
+/// A file outside the log directory that planted links point at; must stay as it was.
+struct Victim {
+    path: PathBuf,
+    mtime: SystemTime,
+}
+
+impl Victim {
+    fn new(dir: &Path) -> Victim {
+        let path = dir.join("victim");
+        fs::write(&path, "precious\n").unwrap();
+        let mtime = fs::metadata(&path).unwrap().modified().unwrap();
+        Victim { path, mtime }
+    }
+
+    fn assert_untouched(&self) {
+        assert_eq!(fs::read_to_string(&self.path).unwrap(), "precious\n");
+        assert_eq!(
+            fs::metadata(&self.path).unwrap().modified().unwrap(),
+            self.mtime
+        );
+    }
+}
+
+/// The first attack: a link at `<id>-json.log` got the container's entries appended to
+/// its target. Now the open is refused, naming the link.
+#[test]
+fn a_symlinked_live_file_is_refused_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = Victim::new(dir.path());
+    let path = dir.path().join("c-json.log");
+    std::os::unix::fs::symlink(&v.path, &path).unwrap();
+    let e = JsonFileWriter::open(&path, &JsonFileOptions::default(), &info()).unwrap_err();
+    assert_eq!(e.op(), Op::Open);
+    assert_eq!(e.path(), path);
+    assert!(e.to_string().contains("symbolic link"), "{e}");
+    v.assert_untouched();
+}
+
+/// Symlinked `<root>/<ns>` and `<root>/<ns>/<id>` directories were followed.
+#[test]
+fn symlinked_log_directories_are_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let o = JsonFileOptions::default();
+    std::os::unix::fs::symlink(elsewhere.path(), root.path().join("ns")).unwrap();
+    let e = JsonFileWriter::open_under(root.path(), &["ns", "c"], "c-json.log", &o, &info())
+        .unwrap_err();
+    assert_eq!(e.op(), Op::CreateDir);
+    assert_eq!(e.path(), root.path().join("ns"));
+    fs::create_dir(root.path().join("ns2")).unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), root.path().join("ns2/c")).unwrap();
+    let e = JsonFileWriter::open_under(root.path(), &["ns2", "c"], "c-json.log", &o, &info())
+        .unwrap_err();
+    assert_eq!(e.path(), root.path().join("ns2/c"));
+    assert_eq!(fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+    // Real directories work.
+    let mut w =
+        JsonFileWriter::open_under(root.path(), &["ns3", "c"], "c-json.log", &o, &info()).unwrap();
+    w.write(Stream::Stdout, b"x\n", t0()).unwrap();
+    assert!(root.path().join("ns3/c/c-json.log").is_file());
+}
+
+/// The second attack: a link at `.1.gz.tmp`, planted while the container runs, had the
+/// gzip data written through it and was renamed into place. Now compression refuses the name
+/// (a warning the caller reports), `.1` stays plain, and the target is untouched.
+#[test]
+fn a_planted_gzip_temp_link_is_refused_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = Victim::new(dir.path());
+    let path = dir.path().join("c-json.log");
+    let o = opts(&[("max-size", "200"), ("max-file", "3"), ("compress", "true")]);
+    let mut w = open_inline(&path, &o, &info()).unwrap();
+    w.write(Stream::Stdout, b"first\n", t0()).unwrap();
+    std::os::unix::fs::symlink(&v.path, dir.path().join("c-json.log.1.gz.tmp")).unwrap();
+    let mut warning = None;
+    for i in 0..10 {
+        let line = format!("entry {i} {}\n", "z".repeat(60));
+        let written = w.write(Stream::Stdout, line.as_bytes(), t0()).unwrap();
+        if written.warning.is_some() {
+            warning = written.warning;
+            break;
+        }
+    }
+    let warning = warning.expect("compression must report the planted link");
+    assert_eq!(warning.op(), Op::Compress);
+    assert_eq!(warning.path(), dir.path().join("c-json.log.1.gz.tmp"));
+    assert!(
+        warning.to_string().contains("c-json.log.1.gz.tmp"),
+        "{warning}"
+    );
+    assert!(rotated(&path, 1).is_file());
+    v.assert_untouched();
+}
+
+/// Background rotation (the shim's mode): writing never waits for a rotation; once the
+/// rotations are done every entry is in the files exactly once and in order.
+#[test]
+fn background_rotation_loses_nothing_and_keeps_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c-json.log");
+    let o = opts(&[
+        ("max-size", "1k"),
+        ("max-file", "1000"),
+        ("compress", "true"),
+    ]);
+    let mut w = JsonFileWriter::open(&path, &o, &info()).unwrap();
+    let lines: Vec<String> = (0..2000).map(|i| format!("line {i:05}\n")).collect();
+    for (i, chunk) in lines.chunks(7).enumerate() {
+        let refs: Vec<&[u8]> = chunk.iter().map(|l| l.as_bytes()).collect();
+        let written = w.write_many(Stream::Stdout, &refs, t0()).unwrap();
+        assert!(written.warning.is_none(), "{:?}", written.warning);
+        // Now and then a rotation gets the time to finish, as it would between reads.
+        if i % 20 == 19 {
+            assert!(w.wait_rotation().is_none());
+        }
+    }
+    assert!(w.wait_rotation().is_none());
+    assert!(w.stats().rotations > 10, "{:?}", w.stats());
+    let mut all = Vec::new();
+    for n in (1..1000).rev() {
+        if let Some(text) = read_maybe_gz(&rotated(&path, n)) {
+            all.extend(logs_of(&text));
+        }
+    }
+    all.extend(logs_of(&fs::read_to_string(&path).unwrap()));
+    assert_eq!(all, lines);
+    // Nothing is left half-done: no pending file, no temp file.
+    for e in fs::read_dir(dir.path()).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(
+            !name.ends_with(".rotating") && !name.ends_with(".tmp"),
+            "{name}"
+        );
+    }
 }
