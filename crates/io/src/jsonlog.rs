@@ -94,18 +94,45 @@ impl JsonLog {
     }
 
     /// Writes the messages of one read of `stream` as entries. Never fails: what cannot be
-    /// written is dropped, counted and reported.
+    /// written is dropped, counted and reported. Never waits: if the rotation thread is behind,
+    /// the live file grows past `max-size` (for the last output of a process; see
+    /// [`JsonLog::write_some`]).
     pub fn write_messages(&self, stream: Stream, messages: &[&[u8]]) {
+        self.write(stream, messages, false);
+    }
+
+    /// Like [`JsonLog::write_messages`] but stops before a rotation while the rotation thread is
+    /// behind; returns how many messages it took. The relay then awaits
+    /// [`JsonLog::rotation_room`] and passes the rest: the container's output waits in its pipe
+    /// (as with Docker's synchronous rotation), the shim's thread never does.
+    pub fn write_some(&self, stream: Stream, messages: &[&[u8]]) -> usize {
+        self.write(stream, messages, true)
+    }
+
+    /// Resolves once the rotation thread has room for another file (polls every 2 ms).
+    pub async fn rotation_room(&self) {
+        while self.lock().writer.rotation_backlogged() {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    }
+
+    fn write(&self, stream: Stream, messages: &[&[u8]], stop: bool) -> usize {
         if messages.is_empty() {
-            return;
+            return 0;
         }
         let time = SystemTime::now();
+        let consumed;
         let mut reports: Vec<JsonFileReport> = Vec::new();
         {
             let mut g = self.lock();
             let Inner { writer, tracker } = &mut *g;
             let before = writer.stats();
-            let result = writer.write_many(stream, messages, time);
+            let (taken, result) = if stop {
+                writer.write_some(stream, messages, time)
+            } else {
+                (messages.len(), writer.write_many(stream, messages, time))
+            };
+            consumed = taken;
             let after = writer.stats();
             let wrote = after.entries_written > before.entries_written;
             let lost = DropCounts {
@@ -137,6 +164,7 @@ impl JsonLog {
         for r in reports {
             self.emit(r);
         }
+        consumed
     }
 
     fn emit(&self, report: JsonFileReport) {

@@ -460,7 +460,16 @@ impl Output {
             let batch = &mut self.batch;
             batch.clear();
             framer.push(chunk, |m| batch.push(m.bytes));
-            log.write_messages(self.stream, &batch.messages());
+            let messages = batch.messages();
+            let mut done = 0;
+            // A rotation thread that is behind holds this output (and so the container, through
+            // its pipe) up, not the shim.
+            while done < messages.len() {
+                done += log.write_some(self.stream, &messages[done..]);
+                if done < messages.len() {
+                    log.rotation_room().await;
+                }
+            }
         }
         if let Some(sink) = &mut self.sink {
             let written = match (sink, self.json.is_some()) {

@@ -24,12 +24,20 @@
 //! `O_NOFOLLOW` (see `scribe_safefs`): a link planted in the log directory is refused, never
 //! followed.
 //!
-//! Rotation never holds up the caller for longer than one `renameat`: the live file is moved
-//! aside and a new one opened at once; ageing the older files and gzip run on a thread of their
-//! own (at most one per writer at a time, so at most one per container). While it runs, the
-//! writer keeps appending to the new live file; if that one fills up before the rotation
-//! finished, the writer goes on appending past `max-size` rather than wait, and rotates again as
-//! soon as the previous rotation is done.
+//! Rotation does no file-system work on the caller's thread: a thread of its own (at most one
+//! per writer at a time, so at most one per container, at nice 10) moves the live file aside
+//! (`<name>.rotating.<seq>`), opens the next one and hands it over, then ages the older files
+//! (listing the directory once: cost in proportion to the files present), names the moved ones
+//! `.1`, `.2`, ... and gzips them. The caller only swaps file descriptors. Through
+//! [`JsonFileWriter::write_some`] (the relay's way) the writer stops before an entry that needs
+//! the next file until the thread handed it over, so no file grows past `max-size`: the
+//! container's output waits in its pipe, as with Docker's synchronous rotation, and the shim's
+//! thread never waits. [`JsonFileWriter::write_many`] never stops: until the next file is there,
+//! its entries go on into the current one.
+//!
+//! Why so strict: with the service thread doing even one `renameat` and one `openat(O_CREAT)`
+//! per rotation in a directory whose other 1000 files a thread renames, the neighbours' output
+//! waited up to 250 ms (the directory lock and the journal are shared).
 
 mod entry;
 mod escape;
@@ -44,8 +52,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use scribe_safefs::{SafeDir, SafeFsError};
@@ -209,6 +216,38 @@ impl std::error::Error for JsonFileError {
 /// (which may never come). Without one, the failure is the `warning` of the next write.
 pub type RotationHook = Arc<dyn Fn(Option<JsonFileError>) + Send + Sync>;
 
+/// What a writer and its rotation thread share.
+#[derive(Debug, Default)]
+struct RotState {
+    /// Sequence number of the last live file moved aside.
+    queued: u64,
+    /// Every file moved aside up to this number was handled (named, or failed and reported).
+    handled: u64,
+    /// A rotation thread runs.
+    running: bool,
+    /// A failure no hook took, for the next write to return.
+    error: Option<JsonFileError>,
+    /// The writer asked the thread to move the live file aside and open the next one.
+    want: bool,
+    /// The next live file, opened by the thread, for the writer to take.
+    next: Option<File>,
+    /// The last request failed: the writer appends to the live file until the next request.
+    failed: bool,
+}
+
+/// [`RotState`] with the condition its waiters wait on (the thread ended).
+#[derive(Debug, Default)]
+struct Rotation {
+    state: Mutex<RotState>,
+    idle: Condvar,
+}
+
+impl Rotation {
+    fn lock(&self) -> MutexGuard<'_, RotState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// A [`RotationHook`] in a field of a `Debug` type.
 #[derive(Clone)]
 struct Hook(RotationHook);
@@ -232,14 +271,12 @@ pub struct JsonFileWriter {
     path: PathBuf,
     /// The log directory the live file was last opened in.
     dir: Option<Arc<SafeDir>>,
-    /// The rotation running in the background, if any.
-    rotation: Option<JoinHandle<Result<(), FinishError>>>,
+    /// Rotations moved aside and their thread.
+    rot: Arc<Rotation>,
     /// Finish rotations on a thread of their own (else in the caller).
     background: bool,
     /// Told how each background rotation ended.
     hook: Option<Hook>,
-    /// A finished rotation's failure collected outside a write, for the next write to return.
-    deferred_warning: Option<JsonFileError>,
     max_size: Option<u64>,
     max_file: u32,
     compress: bool,
@@ -287,10 +324,9 @@ impl JsonFileWriter {
             name: OsString::from(name),
             path,
             dir: None,
-            rotation: None,
+            rot: Arc::default(),
             background: true,
             hook: None,
-            deferred_warning: None,
             max_size: opts.max_size,
             max_file: opts.max_file.max(1),
             compress: opts.compress && opts.max_file >= 2,
@@ -305,6 +341,7 @@ impl JsonFileWriter {
             last_warning: None,
         };
         w.open_live()?;
+        w.finish_left_over();
         if let Some(dir) = &w.dir {
             if let Err(e) = rotate::remove_stale_temps(dir, &w.name) {
                 log::warn!(
@@ -357,25 +394,44 @@ impl JsonFileWriter {
         self.hook = Some(Hook(hook));
     }
 
-    /// Whether a background rotation is still running (one that finished is collected; its
-    /// failure, without a hook, becomes the next write's warning).
-    pub fn rotation_running(&mut self) -> bool {
-        match &self.rotation {
-            Some(h) if h.is_finished() => {
-                if let Some(w) = self.reap_rotation(true) {
-                    self.deferred_warning.get_or_insert(w);
-                }
-                false
-            }
-            Some(_) => true,
-            None => false,
-        }
+    /// Whether the rotation thread still runs (files moved aside still wait for their names).
+    pub fn rotation_running(&self) -> bool {
+        self.rot.lock().running
     }
 
-    /// Waits for the background rotation, if one runs; returns its warning, if it failed (and
-    /// no hook took it).
+    /// Waits until the rotation thread is done; returns its failure, if one no hook took.
     pub fn wait_rotation(&mut self) -> Option<JsonFileError> {
-        self.reap_rotation(true)
+        let e = {
+            let mut st = self.rot.lock();
+            while st.running {
+                st = self.rot.idle.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
+            st.error.take()
+        };
+        e.map(|e| self.warn(e))
+    }
+
+    /// Names the files a crashed shim left moved aside (they are older than the live file), so
+    /// their numbers continue after theirs. Failures are only logged: the log still opens.
+    fn finish_left_over(&mut self) {
+        let Some(dir) = self.dir.clone() else {
+            return;
+        };
+        let Ok(Some(last)) =
+            rotate::pending_files(&dir, &self.name).map(|v| v.last().map(|(seq, _)| *seq))
+        else {
+            return;
+        };
+        {
+            let mut st = self.rot.lock();
+            st.queued = last;
+            st.handled = last;
+        }
+        let result =
+            rotate::finish_pending(&dir, &self.name, self.max_file.max(2), self.compress, last);
+        if let Err(e) = result {
+            log::warn!("{}", finish_error(e));
+        }
     }
 
     /// The live file's path.
@@ -422,18 +478,50 @@ impl JsonFileWriter {
         lines: &[&[u8]],
         time: SystemTime,
     ) -> Result<Written, JsonFileError> {
+        self.write_lines(stream, lines, time, false).1
+    }
+
+    /// Like [`JsonFileWriter::write_many`], but stops before an entry that needs the next live
+    /// file until the rotation thread handed it over ([`JsonFileWriter::rotation_backlogged`]),
+    /// instead of letting the live file grow past `max-size`; returns how many of `lines` it took
+    /// (written or dropped). An async caller waits for room and passes the rest: back-pressure on this log's
+    /// container only, never a blocked thread.
+    pub fn write_some(
+        &mut self,
+        stream: Stream,
+        lines: &[&[u8]],
+        time: SystemTime,
+    ) -> (usize, Result<Written, JsonFileError>) {
+        self.write_lines(stream, lines, time, true)
+    }
+
+    /// Whether a rotation was asked of the thread and the next live file is not there yet:
+    /// [`JsonFileWriter::write_some`] would stop before the entry that needs it.
+    pub fn rotation_backlogged(&self) -> bool {
+        self.backlogged()
+    }
+
+    fn write_lines(
+        &mut self,
+        stream: Stream,
+        lines: &[&[u8]],
+        time: SystemTime,
+        stop_when_backlogged: bool,
+    ) -> (usize, Result<Written, JsonFileError>) {
         let mut stamp = Vec::with_capacity(32);
         crate::timefmt::write_rfc3339_nano(&mut stamp, time);
         let mut merged = Written::default();
         let mut first_err = None;
         let mut i = 0;
         while i < lines.len() {
+            self.adopt_next();
             self.buf.clear();
             self.buf.push(b'\n'); // used only if the live file lacks a final newline
             let mut j = i;
             // Where the batch starts: after the live file's bytes, or at 0 in a fresh file when
             // its first entry already forces a rotation.
             let mut base = self.size;
+            let mut stopped = false;
             while j < lines.len() {
                 let before = self.buf.len();
                 entry::encode_entry(
@@ -446,6 +534,11 @@ impl JsonFileWriter {
                 let batch_len = (self.buf.len() - 1) as u64;
                 if j == i {
                     if self.should_rotate(self.buf.len() - 1) {
+                        if stop_when_backlogged && self.background && !self.take_failed() {
+                            self.request_rotation();
+                            stopped = true;
+                            break;
+                        }
                         base = 0;
                     }
                 } else if self.max_size.is_some_and(|max| base + batch_len > max) {
@@ -454,6 +547,9 @@ impl JsonFileWriter {
                     break;
                 }
                 j += 1;
+            }
+            if stopped {
+                break;
             }
             match self.commit(&lines[i..j]) {
                 Ok(w) => {
@@ -470,10 +566,11 @@ impl JsonFileWriter {
             }
             i = j;
         }
-        match first_err {
+        let result = match first_err {
             Some(e) => Err(e),
             None => Ok(merged),
-        }
+        };
+        (i, result)
     }
 
     /// Writes the entries encoded in `buf`, one for each of `lines` (rotating first when they
@@ -487,17 +584,23 @@ impl JsonFileWriter {
             }
         }
 
-        let mut warning = self.deferred_warning.take().or(self.reap_rotation(false));
-        let mut finish_here = false;
-        if self.should_rotate(self.buf.len() - 1) && self.rotation.is_none() {
+        let mut warning = self.rotation_error();
+        let mut finish_here = None;
+        if self.background {
+            // The thread moves the file aside and opens the next one; the entries go into the
+            // live file until then (only `write_many` gets here with a rotation due).
+            if self.should_rotate(self.buf.len() - 1) {
+                self.request_rotation();
+            }
+        } else if self.should_rotate(self.buf.len() - 1) {
             match self.start_rotation() {
                 Ok(inline) => {
                     // The old live file is gone from its name; start a new one.
                     finish_here = inline;
                     self.file = None;
-                    if let Err(e) = self.open_live() {
-                        if finish_here {
-                            self.finish_inline();
+                    if let Err(e) = self.reopen_live() {
+                        if let Some(upto) = finish_here {
+                            self.finish_inline(upto);
                         }
                         return Err(self.dropped(entries, bytes, e));
                     }
@@ -516,8 +619,8 @@ impl JsonFileWriter {
         let written = self.write_entry(start, entries);
         // Inline, the old file is aged and gzipped after the entries are safe: on a nearly full
         // disk the entries get the room rather than the gzip file.
-        if finish_here {
-            if let Some(w) = self.finish_inline() {
+        if let Some(upto) = finish_here {
+            if let Some(w) = self.finish_inline(upto) {
                 warning.get_or_insert(w);
             }
         }
@@ -544,80 +647,107 @@ impl JsonFileWriter {
         }
     }
 
-    /// Moves the live file aside (one `renameat`; with one file kept, removes it) and finishes
-    /// the rotation in the background. `Ok(true)`: the caller finishes it with
-    /// [`Self::finish_inline`] (background rotation is off, or no thread could be started).
-    fn start_rotation(&mut self) -> Result<bool, FsError> {
+    /// Whether a rotation was asked of the thread and its next live file is not there yet.
+    fn backlogged(&self) -> bool {
+        let st = self.rot.lock();
+        st.want && st.next.is_none()
+    }
+
+    /// Asks the rotation thread to move the live file aside and open the next one (starting the
+    /// thread if it does not run). Touches no file: the service path does no metadata work.
+    fn request_rotation(&mut self) {
+        let spawn = {
+            let mut st = self.rot.lock();
+            if st.want || st.next.is_some() {
+                return;
+            }
+            st.want = true;
+            !std::mem::replace(&mut st.running, true)
+        };
+        if !spawn {
+            return;
+        }
         let Some(dir) = self.dir.clone() else {
-            return Ok(false);
+            let mut st = self.rot.lock();
+            st.want = false;
+            st.running = false;
+            return;
+        };
+        let job = RotationJob {
+            rot: self.rot.clone(),
+            dir,
+            base: self.name.clone(),
+            max_file: self.max_file,
+            compress: self.compress,
+            hook: self.hook.clone(),
+        };
+        let spawned = std::thread::Builder::new()
+            .name("json-rotate".into())
+            .spawn(move || job.run());
+        if let Err(e) = spawned {
+            // No thread: this rotation fails like a failed rename (the file keeps growing).
+            let mut st = self.rot.lock();
+            st.want = false;
+            st.running = false;
+            st.failed = true;
+            st.error
+                .get_or_insert(JsonFileError::new(Op::Rotate, &self.path, e));
+        }
+    }
+
+    /// Takes the next live file the thread opened, if there is one.
+    fn adopt_next(&mut self) {
+        let next = self.rot.lock().next.take();
+        if let Some(file) = next {
+            match self.use_live(file) {
+                Ok(()) => self.stats.rotations += 1,
+                // The next write re-opens by name.
+                Err(_) => self.file = None,
+            }
+        }
+    }
+
+    /// Whether the last rotation the thread tried failed (clearing it): the writer then writes
+    /// into the live file and asks again at the next entry that needs a rotation.
+    fn take_failed(&mut self) -> bool {
+        std::mem::take(&mut self.rot.lock().failed)
+    }
+
+    /// A failure of the rotation thread that no hook took, as a warning.
+    fn rotation_error(&mut self) -> Option<JsonFileError> {
+        let e = self.rot.lock().error.take();
+        e.map(|e| self.warn(e))
+    }
+
+    /// Moves the live file aside (one `renameat`; with one file kept, removes it), inline mode:
+    /// `Ok(Some(seq))`, the caller finishes the rotation with [`Self::finish_inline`].
+    fn start_rotation(&mut self) -> Result<Option<u64>, FsError> {
+        let Some(dir) = self.dir.clone() else {
+            return Ok(None);
         };
         if self.max_file < 2 {
-            return rotate::remove_if_exists(&dir, &self.name).map(|()| false);
+            return rotate::remove_if_exists(&dir, &self.name).map(|()| None);
         }
-        match dir.rename(
-            &self.name,
-            rotate::suffixed(&self.name, rotate::PENDING_SUFFIX),
-        ) {
+        let seq = self.rot.lock().queued + 1;
+        match dir.rename(&self.name, rotate::pending_name(&self.name, seq)) {
             // A live file deleted behind our back is simply not moved; the writer
             // then re-creates it instead of appending to the unlinked inode.
-            Err(e) if e.is_not_found() => return Ok(false),
+            Err(e) if e.is_not_found() => return Ok(None),
             Err(e) => return Err(e.into()),
             Ok(()) => {}
         }
-        if !self.background {
-            return Ok(true);
-        }
-        let (base, max_file, compress) = (self.name.clone(), self.max_file, self.compress);
-        let hook = self.hook.clone();
-        let spawned = std::thread::Builder::new()
-            .name("json-rotate".into())
-            .spawn(move || {
-                lower_priority();
-                let result = rotate::finish(&dir, &base, max_file, compress);
-                match hook {
-                    Some(Hook(hook)) => {
-                        hook(result.err().map(finish_error));
-                        Ok(())
-                    }
-                    None => result,
-                }
-            });
-        match spawned {
-            Ok(handle) => {
-                self.rotation = Some(handle);
-                Ok(false)
-            }
-            Err(e) => {
-                log::warn!(
-                    "json-file {}: no rotation thread ({e}); rotating inline",
-                    self.path.display()
-                );
-                Ok(true)
-            }
-        }
+        self.rot.lock().queued = seq;
+        Ok(Some(seq))
     }
 
-    /// Finishes a rotation started by [`Self::start_rotation`] here; the warning if it failed.
-    fn finish_inline(&mut self) -> Option<JsonFileError> {
+    /// Finishes, here, the files moved aside up to `upto`; the warning if that failed.
+    fn finish_inline(&mut self, upto: u64) -> Option<JsonFileError> {
         let dir = self.dir.clone()?;
-        let result = rotate::finish(&dir, &self.name, self.max_file, self.compress);
-        self.finished(result)
-    }
-
-    /// Collects the background rotation when it is done (or, with `wait`, waits for it).
-    fn reap_rotation(&mut self, wait: bool) -> Option<JsonFileError> {
-        let handle = self.rotation.take()?;
-        if !wait && !handle.is_finished() {
-            self.rotation = Some(handle);
-            return None;
+        let result = rotate::finish_pending(&dir, &self.name, self.max_file, self.compress, upto);
+        {
+            let mut st = self.rot.lock();
+            st.handled = st.handled.max(upto);
         }
-        let result = handle.join().unwrap_or_else(|_| {
-            Err(FinishError::Rotate(FsError {
-                op: "rotate (thread panicked)",
-                path: self.path.clone(),
-                source: io::Error::other("rotation thread panicked"),
-            }))
-        });
         self.finished(result)
     }
 
@@ -642,6 +772,25 @@ impl JsonFileWriter {
         let file = dir
             .open_append(&self.name, FILE_MODE, true)
             .map_err(|e| JsonFileError::from_safe(Op::Open, e))?;
+        self.dir = Some(Arc::new(dir));
+        self.use_live(file)
+    }
+
+    /// After a rotation: opens the new live file in the directory already held (one `openat`
+    /// on the service path instead of a walk from the root), else walks again.
+    fn reopen_live(&mut self) -> Result<(), JsonFileError> {
+        let fast = self
+            .dir
+            .as_ref()
+            .and_then(|d| d.open_append(&self.name, FILE_MODE, true).ok());
+        match fast {
+            Some(file) => self.use_live(file),
+            None => self.open_live(),
+        }
+    }
+
+    /// Makes `file` the live file, learning its size and whether it ends in a newline.
+    fn use_live(&mut self, file: File) -> Result<(), JsonFileError> {
         let size = file
             .metadata()
             .map_err(|e| JsonFileError::new(Op::Open, &self.path, e))?
@@ -651,7 +800,6 @@ impl JsonFileWriter {
             size > 0 && file.read_exact_at(&mut last, size - 1).is_ok() && last[0] != b'\n';
         self.size = size;
         self.file = Some(file);
-        self.dir = Some(Arc::new(dir));
         Ok(())
     }
 
@@ -727,6 +875,102 @@ impl JsonFileWriter {
         e.repeated = self.last_warning == Some(e.op);
         self.last_warning = Some(e.op);
         e
+    }
+}
+
+/// The rotation thread's work: name every file moved aside, until none waits.
+struct RotationJob {
+    rot: Arc<Rotation>,
+    dir: Arc<SafeDir>,
+    base: OsString,
+    max_file: u32,
+    compress: bool,
+    hook: Option<Hook>,
+}
+
+impl RotationJob {
+    fn run(self) {
+        lower_priority();
+        loop {
+            let (want, upto) = {
+                let mut st = self.rot.lock();
+                if st.want {
+                    (true, st.queued + 1)
+                } else if st.handled >= st.queued {
+                    st.running = false;
+                    self.rot.idle.notify_all();
+                    return;
+                } else {
+                    (false, st.queued)
+                }
+            };
+            if want {
+                self.next_live(upto);
+                continue;
+            }
+            let result =
+                rotate::finish_pending(&self.dir, &self.base, self.max_file, self.compress, upto);
+            self.report(result.err().map(finish_error));
+            // Handled, worked or not: a failure is reported and its files wait for the next
+            // rotation's pass rather than make this thread spin.
+            self.rot.lock().handled = upto;
+        }
+    }
+
+    /// Moves the live file aside as `seq` (or, with one file kept, removes it) and opens the
+    /// next one for the writer. First thing in a pass, so the writer waits for this only.
+    fn next_live(&self, seq: u64) {
+        let moved = if self.max_file < 2 {
+            rotate::remove_if_exists(&self.dir, &self.base).map(|()| false)
+        } else {
+            match self
+                .dir
+                .rename(&self.base, rotate::pending_name(&self.base, seq))
+            {
+                Ok(()) => Ok(true),
+                // Deleted behind our back: nothing to move, a new file all the same.
+                Err(e) if e.is_not_found() => Ok(false),
+                Err(e) => Err(FsError::from(e)),
+            }
+        };
+        let opened = moved.and_then(|moved| {
+            self.dir
+                .open_append(&self.base, FILE_MODE, true)
+                .map(|f| (moved, f))
+                .map_err(FsError::from)
+        });
+        let error = {
+            let mut st = self.rot.lock();
+            st.want = false;
+            match opened {
+                Ok((moved, file)) => {
+                    if moved {
+                        st.queued = seq;
+                    }
+                    st.next = Some(file);
+                    None
+                }
+                Err(e) => {
+                    st.failed = true;
+                    Some(JsonFileError::from_fs(Op::Rotate, e))
+                }
+            }
+        };
+        if error.is_some() {
+            self.report(error);
+        }
+    }
+
+    /// Hands a pass's outcome to the hook, or keeps a failure for the writer.
+    fn report(&self, error: Option<JsonFileError>) {
+        match &self.hook {
+            Some(Hook(hook)) => hook(error),
+            None => {
+                if let Some(e) = error {
+                    self.rot.lock().error.get_or_insert(e);
+                }
+            }
+        }
     }
 }
 

@@ -43,8 +43,35 @@ impl From<SafeFsError> for FsError {
     }
 }
 
-/// Suffix of the live file once moved aside, until the rotation thread names it `.1`.
-pub(crate) const PENDING_SUFFIX: &str = ".rotating";
+/// Suffix (before a sequence number) of a live file moved aside, until the rotation thread
+/// gives it its generation: `<base>.rotating.<seq>`.
+pub(crate) const PENDING_SUFFIX: &str = ".rotating.";
+
+/// `<base>.rotating.<seq>`.
+pub(crate) fn pending_name(base: &OsStr, seq: u64) -> OsString {
+    suffixed(base, &format!("{PENDING_SUFFIX}{seq}"))
+}
+
+/// The sequence number of `name` if it is `<base>.rotating.<seq>`.
+fn pending_seq(base: &OsStr, name: &OsStr) -> Option<u64> {
+    let rest = name.as_bytes().strip_prefix(base.as_bytes())?;
+    let digits = rest.strip_prefix(PENDING_SUFFIX.as_bytes())?;
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// The moved-aside files of `base` with their sequence numbers, oldest first.
+pub(crate) fn pending_files(dir: &SafeDir, base: &OsStr) -> Result<Vec<(u64, OsString)>, FsError> {
+    let mut v: Vec<(u64, OsString)> = dir
+        .entries()?
+        .into_iter()
+        .filter_map(|n| pending_seq(base, &n).map(|s| (s, n)))
+        .collect();
+    v.sort_unstable();
+    Ok(v)
+}
 
 /// `<base>.<n>` or `<base>.<n>.gz`.
 pub(crate) fn rotated_name(base: &OsStr, n: u32, gz: bool) -> OsString {
@@ -86,9 +113,9 @@ pub(crate) fn remove_if_exists(dir: &SafeDir, name: &OsStr) -> Result<(), FsErro
     }
 }
 
-/// Ages every rotated generation that exists by one and drops those that would pass
+/// Ages every rotated generation that exists by `by` and drops those that would pass
 /// `max_file - 1`. Lists the directory once: cost in proportion to the files present.
-pub(crate) fn shift(dir: &SafeDir, base: &OsStr, max_file: u32) -> Result<(), FsError> {
+pub(crate) fn shift(dir: &SafeDir, base: &OsStr, max_file: u32, by: u32) -> Result<(), FsError> {
     let mut gens: Vec<(u32, bool)> = dir
         .entries()?
         .iter()
@@ -97,45 +124,73 @@ pub(crate) fn shift(dir: &SafeDir, base: &OsStr, max_file: u32) -> Result<(), Fs
     // Oldest first, so each rename's target has already moved on.
     gens.sort_unstable_by(|a, b| b.cmp(a));
     for (n, gz) in gens {
-        if n + 1 >= max_file {
-            remove_if_exists(dir, &rotated_name(base, n, gz))?;
-        } else {
-            match dir.rename(rotated_name(base, n, gz), rotated_name(base, n + 1, gz)) {
+        match n.checked_add(by).filter(|&to| to < max_file) {
+            None => remove_if_exists(dir, &rotated_name(base, n, gz))?,
+            Some(to) => match dir.rename(rotated_name(base, n, gz), rotated_name(base, to, gz)) {
                 Err(e) if !e.is_not_found() => return Err(e.into()),
                 _ => {}
-            }
+            },
         }
     }
     Ok(())
 }
 
-/// What [`finish`] failed at: rotation proper or compression only.
+/// What [`finish_pending`] failed at: rotation proper or compression only.
 #[derive(Debug)]
 pub(crate) enum FinishError {
-    /// Shifting or naming the new `.1` failed.
+    /// Shifting or naming the new generations failed.
     Rotate(FsError),
-    /// `.1` is in place but could not be gzipped (it stays plain).
+    /// The new generations are in place but one could not be gzipped (it stays plain).
     Compress(FsError),
 }
 
-/// The slow part of a rotation, after the live file was moved to `<base>.rotating`: ages the
-/// older generations, names the moved file `.1`, and gzips it when `compress`.
-pub(crate) fn finish(
+/// The slow part of rotation, for every live file moved aside with a sequence number up to
+/// `upto` (all of them at once, however many piled up): ages the older generations by their
+/// number, names the newest `.1`, the one before `.2`, and so on (dropping what passes
+/// `max_file - 1`), and gzips the new generations when `compress`. Costs one directory listing
+/// plus one rename per file present.
+pub(crate) fn finish_pending(
     dir: &SafeDir,
     base: &OsStr,
     max_file: u32,
     compress: bool,
+    upto: u64,
 ) -> Result<(), FinishError> {
-    shift(dir, base, max_file).map_err(FinishError::Rotate)?;
-    let one = rotated_name(base, 1, false);
-    match dir.rename(suffixed(base, PENDING_SUFFIX), &one) {
-        // Nothing was moved aside (the live file had been deleted behind our back).
-        Err(e) if e.is_not_found() => return Ok(()),
-        Err(e) => return Err(FinishError::Rotate(e.into())),
-        Ok(()) => {}
+    let pending: Vec<OsString> = pending_files(dir, base)
+        .map_err(FinishError::Rotate)?
+        .into_iter()
+        .filter(|(seq, _)| *seq <= upto)
+        .map(|(_, n)| n)
+        .collect();
+    let Ok(k) = u32::try_from(pending.len()) else {
+        return Ok(());
+    };
+    if k == 0 {
+        return Ok(());
+    }
+    shift(dir, base, max_file, k).map_err(FinishError::Rotate)?;
+    let mut fresh = Vec::new();
+    for (i, name) in pending.iter().rev().enumerate() {
+        let n = i as u32 + 1;
+        if n >= max_file {
+            remove_if_exists(dir, name).map_err(FinishError::Rotate)?;
+            continue;
+        }
+        let to = rotated_name(base, n, false);
+        dir.rename(name, &to)
+            .map_err(|e| FinishError::Rotate(e.into()))?;
+        fresh.push(to);
     }
     if compress {
-        self::compress(dir, &one).map_err(FinishError::Compress)?;
+        let mut first = None;
+        for name in fresh {
+            if let Err(e) = self::compress(dir, &name) {
+                first.get_or_insert(e);
+            }
+        }
+        if let Some(e) = first {
+            return Err(FinishError::Compress(e));
+        }
     }
     Ok(())
 }
@@ -231,10 +286,10 @@ mod tests {
     #[test]
     fn finish_keeps_max_files_and_ages_both_variants() {
         let (t, d, b) = setup();
-        fs::write(p(&t, &suffixed(&b, PENDING_SUFFIX)), "live").unwrap();
+        fs::write(p(&t, &pending_name(&b, 7)), "live").unwrap();
         fs::write(p(&t, &rotated_name(&b, 1, true)), "one-gz").unwrap();
         fs::write(p(&t, &rotated_name(&b, 2, false)), "two-plain").unwrap();
-        finish(&d, &b, 3, false).unwrap();
+        finish_pending(&d, &b, 3, false, 7).unwrap();
         assert_eq!(
             fs::read_to_string(p(&t, &rotated_name(&b, 1, false))).unwrap(),
             "live"
@@ -251,7 +306,7 @@ mod tests {
     #[test]
     fn finish_tolerates_nothing_moved_aside() {
         let (_t, d, b) = setup();
-        finish(&d, &b, 3, true).unwrap();
+        finish_pending(&d, &b, 3, true, u64::MAX).unwrap();
     }
 
     /// Counts the rename/unlink attempts of a shift by the names it could touch: with a huge
@@ -265,7 +320,7 @@ mod tests {
         fs::write(p(&t, OsStr::new("unrelated")), "x").unwrap();
         let start = std::time::Instant::now();
         for _ in 0..1000 {
-            shift(&d, &b, u32::MAX).unwrap();
+            shift(&d, &b, u32::MAX, 1).unwrap();
         }
         // 1000 shifts of 3 files: the files moved 1000 generations, no more, no less.
         for n in 1001..=1003 {
@@ -282,13 +337,47 @@ mod tests {
         );
     }
 
+    /// Files that piled up while a rotation ran are named in one pass: newest `.1`, in order,
+    /// the older generations aged by their number, nothing past max-file; later ones wait.
+    #[test]
+    fn finish_pending_names_a_pile_in_order() {
+        let (t, d, b) = setup();
+        fs::write(p(&t, &rotated_name(&b, 1, false)), "old1").unwrap();
+        fs::write(p(&t, &rotated_name(&b, 2, false)), "old2").unwrap();
+        for seq in [3, 4, 5, 9] {
+            fs::write(p(&t, &pending_name(&b, seq)), format!("p{seq}")).unwrap();
+        }
+        finish_pending(&d, &b, 5, false, 5).unwrap();
+        let read = |n| fs::read_to_string(p(&t, &rotated_name(&b, n, false))).ok();
+        assert_eq!(read(1).as_deref(), Some("p5"));
+        assert_eq!(read(2).as_deref(), Some("p4"));
+        assert_eq!(read(3).as_deref(), Some("p3"));
+        assert_eq!(read(4).as_deref(), Some("old1"));
+        assert_eq!(read(5), None, "max-file 5 keeps .1 to .4");
+        assert!(
+            p(&t, &pending_name(&b, 9)).exists(),
+            "a later file waits for its turn"
+        );
+        finish_pending(&d, &b, 5, false, 9).unwrap();
+        assert_eq!(read(1).as_deref(), Some("p9"));
+        assert_eq!(read(4).as_deref(), Some("p3"));
+        // More piled up than max-file keeps: the oldest go.
+        for seq in 10..20 {
+            fs::write(p(&t, &pending_name(&b, seq)), format!("p{seq}")).unwrap();
+        }
+        finish_pending(&d, &b, 5, false, 19).unwrap();
+        assert_eq!(read(1).as_deref(), Some("p19"));
+        assert_eq!(read(4).as_deref(), Some("p16"));
+        assert_eq!(fs::read_dir(t.path()).unwrap().count(), 4);
+    }
+
     #[test]
     fn shift_drops_everything_past_the_limit() {
         let (t, d, b) = setup();
         for n in [1, 5, 9, 40] {
             fs::write(p(&t, &rotated_name(&b, n, n % 2 == 0)), "x").unwrap();
         }
-        shift(&d, &b, 6).unwrap();
+        shift(&d, &b, 6, 1).unwrap();
         let mut names: Vec<String> = fs::read_dir(t.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

@@ -597,8 +597,55 @@ fn background_rotation_loses_nothing_and_keeps_order() {
     for e in fs::read_dir(dir.path()).unwrap() {
         let name = e.unwrap().file_name().to_string_lossy().into_owned();
         assert!(
-            !name.ends_with(".rotating") && !name.ends_with(".tmp"),
+            !name.contains(".rotating.") && !name.ends_with(".tmp"),
             "{name}"
         );
     }
+}
+
+/// The relay's way (`write_some`, waiting for room when it stops): the rotation thread never
+/// lets the live file pass max-size, every rotated file keeps to it, nothing is lost.
+#[test]
+fn write_some_stops_instead_of_overflowing_while_rotation_is_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c-json.log");
+    let o = opts(&[
+        ("max-size", "1k"),
+        ("max-file", "1000"),
+        ("compress", "true"),
+    ]);
+    let mut w = JsonFileWriter::open(&path, &o, &info()).unwrap();
+    let lines: Vec<String> = (0..3000).map(|i| format!("line {i:05}\n")).collect();
+    let mut stops = 0;
+    for chunk in lines.chunks(400) {
+        let refs: Vec<&[u8]> = chunk.iter().map(|l| l.as_bytes()).collect();
+        let mut done = 0;
+        while done < refs.len() {
+            let (n, result) = w.write_some(Stream::Stdout, &refs[done..], t0());
+            assert!(result.is_ok(), "{result:?}");
+            done += n;
+            if done < refs.len() {
+                stops += 1;
+                // What the relay's `rotation_room` awaits.
+                while w.rotation_backlogged() {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+        assert!(w.size() <= 1000, "live file {} bytes", w.size());
+    }
+    assert!(w.wait_rotation().is_none());
+    assert!(
+        stops > 0,
+        "the writer never had to stop: the test tested nothing"
+    );
+    let mut all = Vec::new();
+    for n in (1..1000).rev() {
+        if let Some(text) = read_maybe_gz(&rotated(&path, n)) {
+            assert!(text.len() <= 1000, ".{n} is {} bytes", text.len());
+            all.extend(logs_of(&text));
+        }
+    }
+    all.extend(logs_of(&fs::read_to_string(&path).unwrap()));
+    assert_eq!(all, lines);
 }
