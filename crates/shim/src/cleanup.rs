@@ -33,7 +33,7 @@ fn remove_dead_socket(bundle: &std::path::Path) {
 /// Runs the `delete` command.
 pub fn run(flags: &Flags) -> Result<(), String> {
     let bundle = crate::start::bundle_dir(flags)?;
-    crate::service::validate_id(&flags.id)?;
+    crate::task::validate_id(&flags.id)?;
     let settings = Settings::load(&bundle)?.unwrap_or_else(|| Settings::defaults(&flags.namespace));
     let mut cmd = Command::new(&settings.binary_name);
     cmd.arg("--root")

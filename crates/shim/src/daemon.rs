@@ -16,8 +16,8 @@ use tokio::sync::Notify;
 
 use crate::flags::Flags;
 use crate::reaper::Reaper;
-use crate::service::Service;
 use crate::start::{LISTEN_FD, PARENT_PID_ENV};
+use crate::task::Service;
 
 /// The service name containerd 1.6 to 2.x call for task API v2.
 const TASK_V2_SERVICE: &str = "containerd.task.v2.Task";
