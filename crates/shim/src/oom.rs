@@ -2,7 +2,7 @@
 //! `oom` record; the cgroup mechanics (v1 eventfd, v2 `memory.events`) are in `cgroups/`.
 //!
 //! A watcher that cannot be armed is logged and the container runs without OOM events. The
-//! watcher's last check before the init's TaskExit is what keeps TaskOOM first (`exit/mod.rs`).
+//! watcher's last check before the init's TaskExit is what keeps TaskOOM first (`exit.rs`).
 
 use std::path::Path;
 use std::sync::Arc;

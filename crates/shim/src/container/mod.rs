@@ -5,11 +5,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::cgroups::ContainerCgroup;
-use crate::exit::order::ExitOrder;
+mod exit_order;
+
 use crate::process::Process;
 use crate::records::Recorder;
 use crate::runtime::{CheckpointOpts, ProcessStdio, Runtime};
 use crate::stdio::PendingIo;
+pub use exit_order::ExitOrder;
 
 /// What the container's lifecycle records carry.
 pub struct Lifecycle {

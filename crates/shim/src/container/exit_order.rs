@@ -2,7 +2,7 @@
 //! processes whose TaskExit is not published yet (the init's TaskExit waits for zero), and the
 //! OOM watcher's last check (the init's TaskExit waits until any TaskOOM is out).
 //!
-//! Held by the container; the sequence that uses it is `watch_exit` in `exit/mod.rs`.
+//! Held by the container; the sequence that uses it is `watch_exit` in `exit.rs`.
 
 use std::sync::Mutex;
 use std::time::Duration;

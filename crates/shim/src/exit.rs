@@ -4,9 +4,8 @@
 //! (bounded by [`OUTPUT_DRAIN_LIMIT`]); every exec's TaskExit precedes the init's (bounded by
 //! [`EXEC_EXIT_LIMIT`], then leftover execs are killed); a TaskOOM precedes the init's TaskExit
 //! (the OOM watcher's last check, armed by `oom.rs`); and the process's `op` lock keeps its
-//! TaskStart/TaskExecStarted before its TaskExit. The counters this waits on are in [`order`].
-
-pub mod order;
+//! TaskStart/TaskExecStarted before its TaskExit. The counters this waits on are
+//! [`crate::container::ExitOrder`].
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
