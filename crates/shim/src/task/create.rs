@@ -146,7 +146,7 @@ impl Tasks {
                 bundle.display()
             )));
         }
-        let mut settings = self.settings_for(&bundle, req)?;
+        let settings = self.settings_for(&bundle, req)?;
         let spec = SpecInfo::read(&bundle);
         let logs = logconfig::resolve(&settings, &spec)
             .map_err(|e| Error::invalid(format!("container {id}: {e}")))?;
@@ -172,12 +172,6 @@ impl Tasks {
             &self.namespace,
             id,
         ));
-        if spec.wants_systemd_cgroup() && !settings.systemd_cgroup {
-            log::info!(container = id; "systemd cgroups path: using --systemd-cgroup");
-            settings.systemd_cgroup = true;
-            // `delete` after a shim crash must call the runtime the same way.
-            settings.save(&bundle).map_err(Error::internal)?;
-        }
         Ok(Prepared {
             bundle,
             settings,
