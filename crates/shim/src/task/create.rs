@@ -224,7 +224,8 @@ impl Tasks {
             ));
         }
         let bundle = p.bundle.clone();
-        let runtime = Runtime::new(p.settings.clone(), &bundle).with_records(p.runtime_log.clone());
+        let runtime =
+            Runtime::new(p.settings.clone(), &bundle).with_records(id, p.runtime_log.clone());
         let json = self.open_json_log(id, p)?;
         let rootfs = bundle.join("rootfs");
         let mounts: Vec<MountSpec> = req
