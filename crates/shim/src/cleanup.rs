@@ -3,6 +3,11 @@
 //! containerd runs it with the bundle as working directory and gives it 5 seconds. It must
 //! force-delete the container in the runtime (killing what is left), unmount the rootfs, and
 //! print a protobuf `DeleteResponse` on stdout.
+//!
+//! It also writes the records the dead shim could not: when the container has a `container.log`
+//! (and records are on for it, as its saved settings and annotations say), the init's `exit`
+//! (137, with an `error` saying the shim was gone) unless one is already there, then `delete`;
+//! and a line in `runtime.log`.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -12,7 +17,13 @@ use containerd_shim_protos::api::DeleteResponse;
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim_protos::protobuf::{Message, MessageField};
 
+use scribe_events::{
+    container_log_dir, ContainerEvent, ContainerLog, ContainerRecord, Level, RuntimeLog,
+    RuntimeRecord, CONTAINER_LOG_FILE, RUNTIME_LOG_FILE,
+};
+
 use crate::flags::Flags;
+use crate::logconfig::{self, SpecInfo};
 use crate::options::Settings;
 
 /// The exit status reported for a container whose shim died: it was killed.
@@ -27,6 +38,111 @@ fn remove_dead_socket(bundle: &std::path::Path) {
     let path = address.trim().trim_start_matches("unix://");
     if !path.is_empty() && std::os::unix::net::UnixStream::connect(path).is_err() {
         let _ = std::fs::remove_file(path);
+    }
+}
+
+/// What the dead shim left at the end of `container.log`: (the init's exit is there, the
+/// delete is there). Reads only the last 64 KiB.
+fn last_records(path: &std::path::Path) -> (bool, bool) {
+    use std::io::{Read, Seek, SeekFrom};
+    use std::os::unix::fs::OpenOptionsExt;
+    let Ok(mut f) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    else {
+        return (false, false);
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut tail = Vec::new();
+    if f.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)))
+        .is_err()
+        || f.read_to_end(&mut tail).is_err()
+    {
+        return (false, false);
+    }
+    let text = String::from_utf8_lossy(&tail);
+    let last = text
+        .lines()
+        .rev()
+        .find_map(|l| ContainerRecord::from_json(l).ok());
+    match last {
+        Some(r) if r.event == ContainerEvent::Delete => (true, true),
+        Some(r) => (
+            r.event == ContainerEvent::Exit && r.exec_id.is_none(),
+            false,
+        ),
+        None => (false, false),
+    }
+}
+
+/// Writes the records a SIGKILLed (or crashed) shim could not: see the module docs. Only for a
+/// container that has a log directory: one whose Create never got that far gets none.
+fn record_shim_gone(
+    flags: &Flags,
+    bundle: &std::path::Path,
+    settings: &Settings,
+    pid: u32,
+    exited_at: SystemTime,
+) {
+    let id = flags.id.as_str();
+    let (container_log, runtime_log, root) =
+        match logconfig::resolve(settings, &SpecInfo::read(bundle)) {
+            Ok(l) => (l.container_log, l.runtime_log, l.root),
+            Err(_) => (
+                settings.container_log,
+                settings.runtime_log,
+                settings.log_root.clone().into(),
+            ),
+        };
+    let Ok(dir) = container_log_dir(&root, &flags.namespace, id) else {
+        return;
+    };
+    if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+        return;
+    }
+    let gone =
+        "the shim was gone (killed or crashed): the delete command force-deleted the container";
+    let records = dir.join(CONTAINER_LOG_FILE);
+    if container_log && std::fs::symlink_metadata(&records).is_ok_and(|m| m.is_file()) {
+        let (has_exit, has_delete) = last_records(&records);
+        if !has_delete {
+            match ContainerLog::open(&root, &flags.namespace, id) {
+                Ok(log) => {
+                    let mut exit = ContainerRecord::exit(id, None, pid, KILLED as i32, exited_at);
+                    exit.error = Some(gone.to_string());
+                    let delete = ContainerRecord::delete(id, Some(pid), Some(KILLED as i32));
+                    let wanted = if has_exit {
+                        vec![delete]
+                    } else {
+                        vec![exit, delete]
+                    };
+                    for rec in wanted {
+                        if let Err(e) = log.append(&rec) {
+                            eprintln!(
+                                "container {id}: writing the {} record: {e}",
+                                rec.event.as_str()
+                            );
+                        }
+                    }
+                }
+                Err(e) => eprintln!("container {id}: {e}"),
+            }
+        }
+    }
+    if runtime_log
+        && std::fs::symlink_metadata(dir.join(RUNTIME_LOG_FILE)).is_ok_and(|m| m.is_file())
+    {
+        let rec = RuntimeRecord::new(
+            Level::Warn,
+            "shim",
+            format!("{gone}; recorded exit status {KILLED} by the delete command"),
+        )
+        .with_pid(std::process::id())
+        .with_field("container_id", id);
+        if let Err(e) = RuntimeLog::open(&root, &flags.namespace, id).and_then(|l| l.append(&rec)) {
+            eprintln!("container {id}: {e}");
+        }
     }
 }
 
@@ -67,7 +183,9 @@ pub fn run(flags: &Flags) -> Result<(), String> {
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok())
         .unwrap_or(0);
-    let now = SystemTime::now()
+    let exited_at = SystemTime::now();
+    record_shim_gone(flags, &bundle, &settings, pid, exited_at);
+    let now = exited_at
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
     let resp = DeleteResponse {
