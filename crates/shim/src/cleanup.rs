@@ -7,7 +7,7 @@
 //! It also writes the records the dead shim could not: when the container has a `container.log`
 //! (and records are on for it, as its saved settings and annotations say), the init's `exit`
 //! (137, with an `error` saying the shim was gone) unless one is already there, then `delete`;
-//! and a line in `runtime.log`.
+//! and a line in `runtime.log`. Then the log retention of a delete applies.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -185,6 +185,7 @@ pub fn run(flags: &Flags) -> Result<(), String> {
         .unwrap_or(0);
     let exited_at = SystemTime::now();
     record_shim_gone(flags, &bundle, &settings, pid, exited_at);
+    crate::retention::on_delete(&settings, &flags.namespace, &flags.id);
     let now = exited_at
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();

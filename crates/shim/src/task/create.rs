@@ -150,6 +150,8 @@ impl Tasks {
         let spec = SpecInfo::read(&bundle);
         let logs = logconfig::resolve(&settings, &spec)
             .map_err(|e| Error::invalid(format!("container {id}: {e}")))?;
+        // A directory a deleted container with the same id left is in use again.
+        crate::retention::on_create(&settings, &self.namespace, id);
         // From here on the shim's own lines about this container also go to its runtime.log.
         let runtime_log = if logs.runtime_log {
             match RuntimeLog::open(&logs.root, &self.namespace, id) {
