@@ -314,8 +314,19 @@ pub fn on_delete(settings: &Settings, namespace: &str, id: &str) {
         }
         return;
     }
-    let Some(dir) = logs.and_then(|l| l.sub(id).ok()) else {
-        return;
+    // The mark lives in the LogRoot directory; a container with only a json-file log under
+    // JsonFileRoot (records off) gets an empty LogRoot directory to hold it.
+    let has_json = json.as_ref().is_some_and(|j| j.stat(id).is_ok());
+    let dir = match logs.as_ref().map(|l| l.sub(id)) {
+        Some(Ok(d)) => d,
+        _ if has_json => match marker_dir(settings, namespace, id) {
+            Ok(d) => d,
+            Err(e) => {
+                log::warn!(container = id, error:% = e; "log retention: no directory for the mark");
+                return;
+            }
+        },
+        _ => return,
     };
     let path = dir.path.join(MARKER);
     let written = nix::fcntl::openat(
@@ -333,6 +344,22 @@ pub fn on_delete(settings: &Settings, namespace: &str, id: &str) {
     if let Err(e) = written {
         log::warn!(container = id, error:% = e; "log retention: writing {}", path.display());
     }
+}
+
+/// Creates (0755, not following links) `<LogRoot>/<ns>/<id>` as far as missing, and opens it.
+fn marker_dir(settings: &Settings, namespace: &str, id: &str) -> Result<DirFd, String> {
+    let mut dir = DirFd::root(Path::new(&settings.log_root))
+        .map_err(|e| format!("open {}: {e}", settings.log_root))?;
+    for name in [namespace, id] {
+        match nix::sys::stat::mkdirat(Some(dir.fd()), name, Mode::from_bits_truncate(0o755)) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(format!("mkdir {}: {e}", dir.path.join(name).display())),
+        }
+        dir = dir
+            .sub(name)
+            .map_err(|e| format!("open {}: {e}", dir.path.join(name).display()))?;
+    }
+    Ok(dir)
 }
 
 /// One container directory of a namespace, as a prune sees it.
@@ -605,5 +632,22 @@ mod tests {
         fs::create_dir_all(root.join("ns/.removing-old/x")).unwrap();
         prune(&s, "ns");
         assert!(!root.join("ns/.removing-old").exists());
+    }
+
+    #[test]
+    fn json_file_only_containers_are_marked_and_pruned_with_their_json_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("logs");
+        let json = tmp.path().join("bulk");
+        fs::create_dir_all(json.join("ns/j1")).unwrap();
+        fs::write(json.join("ns/j1/j1-json.log"), b"{}\n").unwrap();
+        fs::create_dir_all(&root).unwrap();
+        let mut s = settings(&root, 1, 0);
+        s.json_file_root = json.display().to_string();
+        on_delete(&s, "ns", "j1");
+        assert!(root.join("ns/j1").join(MARKER).exists());
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(prune(&s, "ns").removed, 1);
+        assert!(!root.join("ns/j1").exists() && !json.join("ns/j1").exists());
     }
 }
