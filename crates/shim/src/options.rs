@@ -616,4 +616,13 @@ mod tests {
         let old: Settings = serde_json::from_str(r#"{"binary_name":"runc","root":"/r"}"#).unwrap();
         assert_eq!(old.log_retention_secs, DEFAULT_LOG_RETENTION_SECS);
     }
+
+    #[test]
+    fn the_example_options_file_is_valid() {
+        let mut s = Settings::defaults("ns");
+        s.apply_toml(include_str!("../../../examples/scribe.toml"))
+            .unwrap();
+        assert_eq!(s.log_retention_secs, 86_400);
+        assert_eq!(s.log_retention_max_size, 1 << 30);
+    }
 }
