@@ -43,16 +43,8 @@ fn remove_dead_socket(bundle: &std::path::Path) {
 
 /// What the dead shim left at the end of `container.log`: (the init's exit is there, the
 /// delete is there). Reads only the last 64 KiB.
-fn last_records(path: &std::path::Path) -> (bool, bool) {
+fn last_records(mut f: std::fs::File) -> (bool, bool) {
     use std::io::{Read, Seek, SeekFrom};
-    use std::os::unix::fs::OpenOptionsExt;
-    let Ok(mut f) = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-    else {
-        return (false, false);
-    };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
     let mut tail = Vec::new();
     if f.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)))
@@ -95,17 +87,20 @@ fn record_shim_gone(
                 settings.log_root.clone().into(),
             ),
         };
-    let Ok(dir) = container_log_dir(&root, &flags.namespace, id) else {
-        return;
-    };
-    if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+    if container_log_dir(&root, &flags.namespace, id).is_err() {
         return;
     }
     let gone =
         "the shim was gone (killed or crashed): the delete command force-deleted the container";
-    let records = dir.join(CONTAINER_LOG_FILE);
-    if container_log && std::fs::symlink_metadata(&records).is_ok_and(|m| m.is_file()) {
-        let (has_exit, has_delete) = last_records(&records);
+    let open = |name| crate::retention::open_record_file(&root, &flags.namespace, id, name);
+    // A container whose Create never got as far as its records (or a planted link) gets none.
+    let records = if container_log {
+        open(CONTAINER_LOG_FILE).ok()
+    } else {
+        None
+    };
+    if let Some(file) = records {
+        let (has_exit, has_delete) = last_records(file);
         if !has_delete {
             match ContainerLog::open(&root, &flags.namespace, id) {
                 Ok(log) => {
@@ -130,9 +125,7 @@ fn record_shim_gone(
             }
         }
     }
-    if runtime_log
-        && std::fs::symlink_metadata(dir.join(RUNTIME_LOG_FILE)).is_ok_and(|m| m.is_file())
-    {
+    if runtime_log && open(RUNTIME_LOG_FILE).is_ok() {
         let rec = RuntimeRecord::new(
             Level::Warn,
             "shim",
@@ -206,4 +199,66 @@ pub fn run(flags: &Flags) -> Result<(), String> {
     out.write_all(&bytes)
         .and_then(|_| out.flush())
         .map_err(|e| format!("writing DeleteResponse: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_with(text: &str) -> std::fs::File {
+        let mut f = tempfile::tempfile().expect("tempfile");
+        f.write_all(text.as_bytes()).expect("write");
+        f
+    }
+
+    #[test]
+    fn what_the_dead_shim_left() {
+        let start = ContainerRecord::start("c", 7, None, None)
+            .to_json()
+            .unwrap();
+        let exit = ContainerRecord::exit("c", None, 7, 1, SystemTime::now())
+            .to_json()
+            .unwrap();
+        let exec_exit = ContainerRecord::exit("c", Some("e".into()), 8, 0, SystemTime::now())
+            .to_json()
+            .unwrap();
+        let delete = ContainerRecord::delete("c", Some(7), Some(1))
+            .to_json()
+            .unwrap();
+        assert_eq!(
+            last_records(file_with(&format!("{start}\n"))),
+            (false, false)
+        );
+        assert_eq!(
+            last_records(file_with(&format!("{start}\n{exit}\n"))),
+            (true, false)
+        );
+        assert_eq!(
+            last_records(file_with(&format!("{start}\n{exec_exit}\n"))),
+            (false, false)
+        );
+        assert_eq!(
+            last_records(file_with(&format!("{start}\n{exit}\n{delete}\n"))),
+            (true, true)
+        );
+        assert_eq!(last_records(file_with("")), (false, false));
+    }
+
+    #[test]
+    fn records_are_not_read_through_a_planted_link() {
+        let tmp = tempfile::tempdir().unwrap();
+        let elsewhere = tmp.path().join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join(CONTAINER_LOG_FILE), b"{}\n").unwrap();
+        std::fs::create_dir_all(tmp.path().join("root/ns")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, tmp.path().join("root/ns/c")).unwrap();
+        let e = crate::retention::open_record_file(
+            &tmp.path().join("root"),
+            "ns",
+            "c",
+            CONTAINER_LOG_FILE,
+        )
+        .unwrap_err();
+        assert!(e.contains("root/ns/c"), "{e}");
+    }
 }

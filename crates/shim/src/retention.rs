@@ -346,6 +346,30 @@ pub fn on_delete(settings: &Settings, namespace: &str, id: &str) {
     }
 }
 
+/// Opens `<root>/<namespace>/<id>/<name>` read-only, walking from directory fds and refusing
+/// a symbolic link at the namespace, the container directory or the file: for the `delete`
+/// command, which reads what a dead shim left.
+pub fn open_record_file(
+    root: &Path,
+    namespace: &str,
+    id: &str,
+    name: &str,
+) -> Result<File, String> {
+    let dir = DirFd::root(root)
+        .and_then(|r| r.sub(namespace))
+        .and_then(|n| n.sub(id))
+        .map_err(|e| format!("open {}: {e}", root.join(namespace).join(id).display()))?;
+    let fd = nix::fcntl::openat(
+        Some(dir.fd()),
+        name,
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("open {}: {e}", dir.path.join(name).display()))?;
+    // SAFETY: `fd` was just opened and is owned by nothing else.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
 /// Creates (0755, not following links) `<LogRoot>/<ns>/<id>` as far as missing, and opens it.
 fn marker_dir(settings: &Settings, namespace: &str, id: &str) -> Result<DirFd, String> {
     let mut dir = DirFd::root(Path::new(&settings.log_root))
