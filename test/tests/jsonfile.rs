@@ -310,6 +310,15 @@ fn bad_log_options_fail_the_create_naming_the_problem() {
             "the error quotes a huge option whole ({} bytes)",
             o.stderr.len()
         );
+        // containerd runs the shim's `delete` after the failed Create: no exit or delete of a
+        // container that never existed.
+        if logs.container_log(id).exists() {
+            let recs = logs.records(id);
+            assert!(
+                recs.iter().all(|r| r["event"] == "create"),
+                "records of a container whose Create failed: {recs:?}"
+            );
+        }
     }
     assert!(c.containers().is_empty(), "{:?}", c.containers());
     c.assert_clean();

@@ -4,7 +4,9 @@
 //! force-delete the container in the runtime (killing what is left), unmount the rootfs, and
 //! print a protobuf `DeleteResponse` on stdout.
 //!
-//! It also writes the records the dead shim could not: when the container has a `container.log`
+//! It also writes the records the dead shim could not, when the runtime still had the container
+//! (containerd also runs this command after a shim that exited normally, e.g. after a failed
+//! Create, when there is nothing to record): when the container has a `container.log`
 //! (and records are on for it, as its saved settings and annotations say), the init's `exit`
 //! (137, with an `error` saying the shim was gone) unless one is already there, then `delete`;
 //! and a line in `runtime.log`. Then the log retention of a delete applies.
@@ -157,9 +159,12 @@ pub fn run(flags: &Flags) -> Result<(), String> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    // A container the runtime no longer knows is fine: there is nothing left to delete.
+    // A container the runtime no longer knows is fine: there is nothing left to delete (and
+    // nothing to record: its Create failed, or its shim deleted it).
+    let mut runtime_had_it = false;
     match cmd.status() {
-        Ok(s) if !s.success() => {
+        Ok(s) if s.success() => runtime_had_it = true,
+        Ok(s) => {
             eprintln!(
                 "{} delete --force {}: exited with {s} (see {})",
                 settings.binary_name,
@@ -168,7 +173,6 @@ pub fn run(flags: &Flags) -> Result<(), String> {
             );
         }
         Err(e) => eprintln!("running {}: {e}", settings.binary_name),
-        Ok(_) => {}
     }
     crate::mount::unmount_all(&bundle.join("rootfs"))?;
     remove_dead_socket(&bundle);
@@ -177,7 +181,9 @@ pub fn run(flags: &Flags) -> Result<(), String> {
         .and_then(|s| s.trim().parse::<u32>().ok())
         .unwrap_or(0);
     let exited_at = SystemTime::now();
-    record_shim_gone(flags, &bundle, &settings, pid, exited_at);
+    if runtime_had_it {
+        record_shim_gone(flags, &bundle, &settings, pid, exited_at);
+    }
     crate::retention::on_delete(&settings, &flags.namespace, &flags.id);
     let now = exited_at
         .duration_since(SystemTime::UNIX_EPOCH)
