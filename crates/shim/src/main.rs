@@ -19,6 +19,7 @@ mod process;
 mod proto;
 mod reaper;
 mod records;
+mod retention;
 mod runtime;
 mod socket;
 mod start;

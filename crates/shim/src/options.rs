@@ -76,6 +76,14 @@ pub struct Settings {
     /// CRIU's work directory (dump/restore logs) for checkpoint and restore.
     #[serde(default)]
     pub criu_work_path: String,
+    /// How long a deleted container's log directories are kept, in seconds (`LogRetention`);
+    /// 0 removes them at delete. Admin-only: no annotation sets it.
+    #[serde(default = "default_log_retention")]
+    pub log_retention_secs: u64,
+    /// Bytes a namespace's log directories may take before the oldest deleted ones go
+    /// (`LogRetentionMaxSize`); 0: no cap. Admin-only: no annotation sets it.
+    #[serde(default = "default_log_retention_max_size")]
+    pub log_retention_max_size: u64,
 }
 
 /// Default root of Scribe's records and logs.
@@ -87,6 +95,20 @@ fn default_log_root() -> String {
 
 fn default_true() -> bool {
     true
+}
+
+/// Default `LogRetention`: a day (see the README: records outlive `ctr run --rm` long enough to
+/// look at a failure, and go without anyone cleaning up).
+pub const DEFAULT_LOG_RETENTION_SECS: u64 = 24 * 3600;
+/// Default `LogRetentionMaxSize`: 1 GiB per namespace.
+pub const DEFAULT_LOG_RETENTION_MAX_SIZE: u64 = 1 << 30;
+
+fn default_log_retention() -> u64 {
+    DEFAULT_LOG_RETENTION_SECS
+}
+
+fn default_log_retention_max_size() -> u64 {
+    DEFAULT_LOG_RETENTION_MAX_SIZE
 }
 
 impl Settings {
@@ -110,6 +132,8 @@ impl Settings {
             criu_path: String::new(),
             criu_image_path: String::new(),
             criu_work_path: String::new(),
+            log_retention_secs: DEFAULT_LOG_RETENTION_SECS,
+            log_retention_max_size: DEFAULT_LOG_RETENTION_MAX_SIZE,
         }
     }
 
@@ -228,6 +252,10 @@ struct TomlOptions {
     criu_image_path: Option<String>,
     #[serde(rename = "CriuWorkPath")]
     criu_work_path: Option<String>,
+    #[serde(rename = "LogRetention")]
+    log_retention: Option<String>,
+    #[serde(rename = "LogRetentionMaxSize")]
+    log_retention_max_size: Option<String>,
 }
 
 impl Settings {
@@ -282,6 +310,14 @@ impl Settings {
         }
         if let Some(v) = o.io_gid {
             self.io_gid = v;
+        }
+        if let Some(v) = o.log_retention {
+            self.log_retention_secs = crate::retention::parse_duration(&v)
+                .map_err(|e| format!("LogRetention = {v:?}: {e}"))?;
+        }
+        if let Some(v) = o.log_retention_max_size {
+            self.log_retention_max_size = crate::retention::parse_size(&v)
+                .map_err(|e| format!("LogRetentionMaxSize = {v:?}: {e}"))?;
         }
         for (key, value, slot) in [
             ("CriuPath", o.criu_path, &mut self.criu_path),
@@ -557,5 +593,36 @@ mod tests {
         s.save(&dir).unwrap();
         assert_eq!(Settings::load(&dir).unwrap(), Some(s));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn log_retention_keys() {
+        let mut s = Settings::defaults("ns");
+        assert_eq!(s.log_retention_secs, 86_400);
+        assert_eq!(s.log_retention_max_size, 1 << 30);
+        s.apply_toml("LogRetention = \"0\"\nLogRetentionMaxSize = \"512MiB\"\n")
+            .unwrap();
+        assert_eq!(s.log_retention_secs, 0);
+        assert_eq!(s.log_retention_max_size, 512 << 20);
+        let e = Settings::defaults("ns")
+            .apply_toml("LogRetention = \"soon\"\n")
+            .unwrap_err();
+        assert!(e.contains("LogRetention") && e.contains("soon"), "{e}");
+        let e = Settings::defaults("ns")
+            .apply_toml("LogRetentionMaxSize = \"big\"\n")
+            .unwrap_err();
+        assert!(e.contains("LogRetentionMaxSize"), "{e}");
+        // options.json written before these settings existed: the defaults.
+        let old: Settings = serde_json::from_str(r#"{"binary_name":"runc","root":"/r"}"#).unwrap();
+        assert_eq!(old.log_retention_secs, DEFAULT_LOG_RETENTION_SECS);
+    }
+
+    #[test]
+    fn the_example_options_file_is_valid() {
+        let mut s = Settings::defaults("ns");
+        s.apply_toml(include_str!("../../../examples/scribe.toml"))
+            .unwrap();
+        assert_eq!(s.log_retention_secs, 86_400);
+        assert_eq!(s.log_retention_max_size, 1 << 30);
     }
 }

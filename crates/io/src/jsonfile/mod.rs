@@ -35,7 +35,7 @@ use std::time::SystemTime;
 
 pub use options::{parse_size, JsonFileOptions, OptionError, OPTION_KEYS};
 pub use report::{DropTracker, JsonFileReport, JsonFileReporter, SETTLE};
-pub use tag::{TagError, TagInfo, TagTemplate};
+pub use tag::{TagError, TagInfo, TagTemplate, MAX_TAG_LEN};
 
 use crate::stream::Stream;
 use rotate::FsError;
@@ -208,14 +208,20 @@ impl JsonFileWriter {
         opts: &JsonFileOptions,
         info: &TagInfo,
     ) -> Result<Self, JsonFileError> {
-        let attrs = opts
-            .tag
-            .as_ref()
-            .map(|t| t.render(info))
-            .filter(|t| !t.is_empty())
-            .map(|t| entry::tag_attrs(&t));
+        let path = path.into();
+        let tag = match &opts.tag {
+            Some(t) => t.render(info).map_err(|e| {
+                JsonFileError::new(
+                    Op::Open,
+                    &path,
+                    io::Error::new(io::ErrorKind::InvalidInput, e),
+                )
+            })?,
+            None => String::new(),
+        };
+        let attrs = (!tag.is_empty()).then(|| entry::tag_attrs(&tag));
         let mut w = JsonFileWriter {
-            path: path.into(),
+            path,
             max_size: opts.max_size,
             max_file: opts.max_file.max(1),
             compress: opts.compress && opts.max_file >= 2,

@@ -30,8 +30,14 @@ impl Tasks {
                 Ok(())
             }
             Err(e) => {
-                log::warn!(
-                    container = c.id.as_str(), error:% = e.message();
+                // A process that already finished is the normal race of killing a dying one.
+                let level = if e.code == Code::NotFound {
+                    log::Level::Debug
+                } else {
+                    log::Level::Warn
+                };
+                log::log!(
+                    level, container = c.id.as_str(), error:% = e.message();
                     "{}: signal {} not delivered", p.name(), req.signal
                 );
                 Err(e)

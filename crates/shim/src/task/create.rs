@@ -146,10 +146,12 @@ impl Tasks {
                 bundle.display()
             )));
         }
-        let mut settings = self.settings_for(&bundle, req)?;
+        let settings = self.settings_for(&bundle, req)?;
         let spec = SpecInfo::read(&bundle);
         let logs = logconfig::resolve(&settings, &spec)
             .map_err(|e| Error::invalid(format!("container {id}: {e}")))?;
+        // A directory a deleted container with the same id left is in use again.
+        crate::retention::on_create(&settings, &self.namespace, id);
         // From here on the shim's own lines about this container also go to its runtime.log.
         let runtime_log = if logs.runtime_log {
             match RuntimeLog::open(&logs.root, &self.namespace, id) {
@@ -172,12 +174,6 @@ impl Tasks {
             &self.namespace,
             id,
         ));
-        if spec.wants_systemd_cgroup() && !settings.systemd_cgroup {
-            log::info!(container = id; "systemd cgroups path: using --systemd-cgroup");
-            settings.systemd_cgroup = true;
-            // `delete` after a shim crash must call the runtime the same way.
-            settings.save(&bundle).map_err(Error::internal)?;
-        }
         Ok(Prepared {
             bundle,
             settings,
@@ -230,7 +226,8 @@ impl Tasks {
             ));
         }
         let bundle = p.bundle.clone();
-        let runtime = Runtime::new(p.settings.clone(), &bundle).with_records(p.runtime_log.clone());
+        let runtime =
+            Runtime::new(p.settings.clone(), &bundle).with_records(id, p.runtime_log.clone());
         let json = self.open_json_log(id, p)?;
         let rootfs = bundle.join("rootfs");
         let mounts: Vec<MountSpec> = req

@@ -83,6 +83,7 @@ impl Tasks {
         self.announce.deleted(&c, exit);
         log::info!(container = c.id.as_str(); "deleted");
         crate::logger::detach(&c.id);
+        crate::retention::on_delete(c.runtime.settings(), &self.namespace, &c.id);
         Ok(api::DeleteResponse {
             pid: p.pid(),
             exit_status: exit.code,
