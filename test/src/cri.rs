@@ -100,11 +100,16 @@ impl OptionsMode {
 #[derive(Debug, Clone)]
 pub struct CriPaths {
     pub base: PathBuf,
+    /// More runtime options (TOML lines, e.g. `SystemdCgroup = true`) for every runtime.
+    pub extra_options: String,
 }
 
 impl CriPaths {
     pub fn new(base: impl Into<PathBuf>) -> Self {
-        CriPaths { base: base.into() }
+        CriPaths {
+            base: base.into(),
+            extra_options: String::new(),
+        }
     }
     /// Scribe's `LogRoot`: records go to `<log_root>/k8s.io/<id>/`.
     pub fn log_root(&self) -> PathBuf {
@@ -141,6 +146,7 @@ pub fn runtime_options_toml(runtime: &str, paths: &CriPaths) -> String {
             paths.log_root().display()
         ));
     }
+    s.push_str(&paths.extra_options);
     s
 }
 

@@ -162,11 +162,17 @@ struct Env {
 }
 
 fn setup(mode: Option<OptionsMode>, step: &mut Step) -> Env {
+    setup_with_options(mode, "", step)
+}
+
+/// [`setup`] with more runtime options (TOML lines).
+fn setup_with_options(mode: Option<OptionsMode>, extra_options: &str, step: &mut Step) -> Env {
     check_environment();
     let runtime = runtime();
     let version = containerd_version(&containerd_dir());
     let mode = mode.unwrap_or_else(|| OptionsMode::for_version(version));
-    let paths = CriPaths::new(format!("/tmp/scribe-cri-{}", unique_id("t")));
+    let mut paths = CriPaths::new(format!("/tmp/scribe-cri-{}", unique_id("t")));
+    paths.extra_options = extra_options.to_string();
     let _ = fs::remove_dir_all(&paths.base);
     let dir = DirGuard(paths.base.clone());
     for d in [
@@ -686,4 +692,128 @@ fn options_through_config_path() {
     assert_eq!(shims.len(), 1, "one shim for the pod: {shims:?}");
     step.log("pod running");
     remove_pod_and_check(&env, &pod, &[&pod, &ctr], shims[0], &mut step);
+}
+
+/// A pod whose cgroup parent is a `.slice`: containerd's CRI builds the cgroupsPath
+/// `test.slice:cri-containerd:<id>` for it whatever the cgroup driver.
+fn slice_pod_config(env: &Env, name: &str, parent: &str) -> PodSandboxConfig {
+    let mut cfg = pod_config(env, name);
+    if let Some(l) = cfg.linux.as_mut() {
+        l.cgroup_parent = parent.to_string();
+    }
+    cfg
+}
+
+/// The pid of task `id` in `k8s.io` (from `ctr task ls`).
+fn cri_task_pid(c: &Containerd, id: &str) -> Option<i32> {
+    let o = ctr_ns(c, CRI_NAMESPACE, &["tasks", "ls"], Duration::from_secs(30));
+    o.stdout_lines().iter().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.first() == Some(&id)).then(|| f.get(1).and_then(|p| p.parse().ok()))?
+    })
+}
+
+/// Issue 14 item 1: without `SystemdCgroup`, a `slice:prefix:name` cgroupsPath is a cgroupfs path
+/// to runc (as with containerd's runc shim): the pod runs, its cgroup is named after that path,
+/// and Stats work.
+#[test]
+fn slice_cgroup_parent_without_systemd_cgroup_runs() {
+    let mut step = Step(Instant::now());
+    let env = setup(None, &mut step);
+    let c = &env.c;
+    let parent = format!("scribe-{}.slice", std::process::id());
+    let pod_cfg = slice_pod_config(&env, "scribe-slice", &parent);
+    let pod = run_pod(&env, &pod_cfg);
+    step.log("RunPodSandbox with a .slice parent");
+    let ctr = start_container(
+        &env,
+        &pod,
+        &pod_cfg,
+        "worker",
+        vec![
+            "sh".into(),
+            "-c".into(),
+            "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; exec sleep 3600".into(),
+        ],
+    );
+    let st = container_status(&env, &ctr);
+    assert_eq!(st.state, ContainerState::ContainerRunning as i32, "{st:?}");
+    let pid = cri_task_pid(c, &ctr).expect("the container's task pid");
+    let want = format!("{parent}:cri-containerd:{ctr}");
+    let cgroups = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    assert!(
+        cgroups.lines().any(|l| l.ends_with(&want)),
+        "the container's cgroup is not the cgroupfs path {want:?}:\n{cgroups}"
+    );
+    // Stats through the shim (cgroup metrics of that cgroup).
+    let stats = env
+        .cri
+        .block(env.cri.rs().container_stats(ContainerStatsRequest {
+            container_id: ctr.clone(),
+        }))
+        .unwrap_or_else(|e| panic!("ContainerStats: {e}\n{}", c.log_tail(60)))
+        .stats
+        .expect("ContainerStats without stats");
+    let cpu = stats
+        .cpu
+        .as_ref()
+        .and_then(|c| c.usage_core_nano_seconds.as_ref())
+        .map(|v| v.value)
+        .unwrap_or(0);
+    let mem = stats
+        .memory
+        .as_ref()
+        .and_then(|m| m.usage_bytes.as_ref().or(m.working_set_bytes.as_ref()))
+        .map(|v| v.value)
+        .unwrap_or(0);
+    eprintln!("cri: stats of {ctr}: cpu {cpu} ns, memory {mem} bytes; cgroup {want}");
+    assert!(cpu > 0 && mem > 0, "empty stats: {stats:?}");
+    assert_records_in_log_root(&env.paths, &ctr, "slice parent");
+    let shims = c.shim_pids();
+    assert_eq!(shims.len(), 1, "one shim for the pod: {shims:?}");
+    step.log("pod running, stats read");
+    remove_pod_and_check(&env, &pod, &[&pod, &ctr], shims[0], &mut step);
+}
+
+/// With `SystemdCgroup = true` on a host without systemd the pod cannot run: CRI reports runc's
+/// own error promptly (no hang).
+#[test]
+fn slice_cgroup_parent_with_systemd_cgroup_fails_clearly() {
+    let mut step = Step(Instant::now());
+    let env = setup_with_options(None, "SystemdCgroup = true\n", &mut step);
+    let parent = format!("scribe-{}.slice", std::process::id());
+    let pod_cfg = slice_pod_config(&env, "scribe-systemd", &parent);
+    let t = Instant::now();
+    let r = env
+        .cri
+        .block(env.cri.rs().run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(pod_cfg),
+            runtime_handler: String::new(),
+        }));
+    let took = t.elapsed();
+    eprintln!("cri: RunPodSandbox with SystemdCgroup = true answered in {took:?}: {r:?}");
+    match r {
+        Ok(pod) => {
+            env.cri.pods.borrow_mut().push(pod.pod_sandbox_id.clone());
+            panic!("RunPodSandbox succeeded with SystemdCgroup = true on a host without systemd");
+        }
+        Err(e) => {
+            let msg = e.message();
+            assert!(
+                msg.contains("systemd") && msg.contains("not running"),
+                "CRI's error does not carry runc's reason: {e}"
+            );
+            assert_ne!(e.code(), tonic::Code::DeadlineExceeded, "{e}");
+        }
+    }
+    assert!(
+        took < Duration::from_secs(20),
+        "RunPodSandbox took {took:?}"
+    );
+    let c = &env.c;
+    assert!(
+        procs::wait_until(Duration::from_secs(10), || c.shim_pids().is_empty()),
+        "shims left after the failed pod: {:?}",
+        c.shim_pids()
+    );
 }

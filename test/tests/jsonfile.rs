@@ -274,6 +274,8 @@ fn invalid_utf8_kept_last_line_without_newline_written_and_tagged() {
 fn bad_log_options_fail_the_create_naming_the_problem() {
     let c = Containerd::start();
     let logs = LogSetup::new(&c, "bad", "");
+    // A 100,000-byte tag (a single argument may not exceed 128 KiB) is over the 1 KiB bound.
+    let huge_tag = format!("io.scribe.log.tag={}", "t".repeat(100_000));
     for (id, opt, words) in [
         (
             "badsize",
@@ -285,6 +287,7 @@ fn bad_log_options_fail_the_create_naming_the_problem() {
             "io.scribe.log.driver=syslog",
             ["driver", "syslog"],
         ),
+        ("hugetag", huge_tag.as_str(), ["tag", "1024-byte limit"]),
     ] {
         let o = c.ctr(&logs.run_args(&[
             "--rm",
@@ -301,6 +304,20 @@ fn bad_log_options_fail_the_create_naming_the_problem() {
         assert!(!o.stdout.contains("must-not-run"), "{o}");
         for w in words {
             assert!(o.stderr.contains(w), "the error must name {w:?}: {o}");
+        }
+        assert!(
+            o.stderr.len() < 2000,
+            "the error quotes a huge option whole ({} bytes)",
+            o.stderr.len()
+        );
+        // containerd runs the shim's `delete` after the failed Create: no exit or delete of a
+        // container that never existed.
+        if logs.container_log(id).exists() {
+            let recs = logs.records(id);
+            assert!(
+                recs.iter().all(|r| r["event"] == "create"),
+                "records of a container whose Create failed: {recs:?}"
+            );
         }
     }
     assert!(c.containers().is_empty(), "{:?}", c.containers());

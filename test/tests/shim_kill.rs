@@ -59,3 +59,117 @@ fn killed_shim_is_cleaned_up() {
         eprintln!("note: stale shim socket(s) after the shim was killed: {stale:?}");
     }
 }
+
+/// Issue 14 item 4: after a shim crash, the `delete` command containerd runs writes what the
+/// dead shim could not: the `exit` record (137, with an error saying the shim was gone) and the
+/// `delete` record in container.log, and a line in runtime.log.
+#[test]
+fn killed_shim_leaves_exit_and_delete_records() {
+    let c = Containerd::start();
+    let logs = scribe_e2e::records::LogSetup::new(&c, "crash", "");
+    let id = "crashed";
+    c.ctr_ok(&logs.run_args(&["-d", IMAGE, id, "sleep", "1000"]));
+    assert!(c.wait_task_status(id, "RUNNING", T), "{:?}", c.tasks());
+    let ev = c.events();
+    let shim = c.kill_shim(id);
+    let exit = ev.wait_topic(id, "/tasks/exit", T);
+    assert!(
+        exit.is_some(),
+        "no /tasks/exit after the shim died:\n{}",
+        ev.dump()
+    );
+    let deleted = wait_until(T, || {
+        logs.records(id)
+            .last()
+            .is_some_and(|r| r["event"] == "delete")
+    });
+    let recs = logs.records(id);
+    let dump: String = recs.iter().map(|r| format!("{r}\n")).collect();
+    assert!(
+        deleted,
+        "container.log does not end with a delete record after shim {shim} was killed:\n{dump}{}",
+        c.log_tail(40)
+    );
+    for (n, r) in recs.iter().enumerate() {
+        if let Err(e) = scribe_events::validate_container_record(r) {
+            panic!("container.log line {}: {e}: {r}", n + 1);
+        }
+    }
+    let n = recs.len();
+    assert!(n >= 4, "create, start, exit, delete expected:\n{dump}");
+    let (exit, delete) = (&recs[n - 2], &recs[n - 1]);
+    assert_eq!(exit["event"], "exit", "{dump}");
+    assert_eq!(exit["exit_code"], 137, "{exit}");
+    assert!(exit.get("exec_id").is_none(), "the init's exit: {exit}");
+    let err = exit["error"].as_str().unwrap_or("");
+    assert!(
+        err.contains("shim"),
+        "the exit record says the shim was gone: {exit}"
+    );
+    assert_eq!(delete["exit_code"], 137, "{delete}");
+    assert_eq!(delete["status"], "deleted", "{delete}");
+    assert_eq!(
+        recs.iter().filter(|r| r["event"] == "delete").count(),
+        1,
+        "one delete record:\n{dump}"
+    );
+    let rt = logs.runtime_records(id);
+    let line = rt
+        .iter()
+        .find(|r| {
+            r["component"] == "shim"
+                && r["msg"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("delete command"))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no runtime.log line from the delete command:\n{}",
+                rt.iter().map(|r| format!("{r}\n")).collect::<String>()
+            )
+        });
+    assert_eq!(line["container_id"], id, "{line}");
+    assert_eq!(line["level"], "warn", "{line}");
+    if let Err(e) = scribe_events::validate_runtime_record(line) {
+        panic!("runtime.log line: {e}: {line}");
+    }
+    let _ = c.ctr(&["task", "rm", "-f", id]);
+    c.ctr_ok(&["containers", "rm", id]);
+    c.assert_no_shims_no_mounts();
+}
+
+/// With `ContainerLog = false` the `delete` command writes no container.log either.
+#[test]
+fn killed_shim_without_container_log_writes_none() {
+    let c = Containerd::start();
+    let logs = scribe_e2e::records::LogSetup::new(&c, "crash-off", "ContainerLog = false");
+    let id = "crashed-off";
+    c.ctr_ok(&logs.run_args(&["-d", IMAGE, id, "sleep", "1000"]));
+    assert!(c.wait_task_status(id, "RUNNING", T), "{:?}", c.tasks());
+    let ev = c.events();
+    c.kill_shim(id);
+    assert!(
+        ev.wait_topic(id, "/tasks/exit", T).is_some(),
+        "{}",
+        ev.dump()
+    );
+    let found = wait_until(T, || {
+        logs.runtime_records(id).iter().any(|r| {
+            r["msg"]
+                .as_str()
+                .is_some_and(|m| m.contains("delete command"))
+        })
+    });
+    assert!(
+        found,
+        "runtime.log has the delete command's line\n{}",
+        c.log_tail(40)
+    );
+    assert!(
+        !logs.container_log(id).exists(),
+        "{} written although ContainerLog = false",
+        logs.container_log(id).display()
+    );
+    let _ = c.ctr(&["task", "rm", "-f", id]);
+    c.ctr_ok(&["containers", "rm", id]);
+}

@@ -73,6 +73,10 @@ fn shim_lines_go_to_the_runtime_log_of_their_container() {
     c.ctr_ok(&["task", "rm", a]);
     c.ctr_ok(&["containers", "rm", a]);
     assert!(pid_alive(shim), "the pod's shim left while b runs");
+    // An exec of a missing binary: the runtime logs why in its log.json, which the shim keeps
+    // in b's runtime.log.
+    c.ctr(&["task", "exec", "--exec-id", "nobin", b, "/no/such/binary"])
+        .assert_failure();
     c.ctr_ok(&["task", "kill", "-s", "SIGKILL", b]);
     assert_eq!(ev.wait_exit(b, T), Some(137), "{}", ev.dump());
     c.ctr_ok(&["task", "rm", b]);
@@ -100,8 +104,10 @@ fn shim_lines_go_to_the_runtime_log_of_their_container() {
             dump(recs)
         );
     }
+    // Killing a process that already exited is the normal race of stopping a dying container:
+    // a debug line, not a warning.
     let refused = find(&ra, "signal 15 not delivered", a);
-    assert_eq!(refused["level"], "warn", "{refused}");
+    assert_eq!(refused["level"], "debug", "{refused}");
     assert_eq!(refused["container_id"], a, "{refused}");
     let err = refused["error"].as_str().unwrap_or("");
     assert!(
@@ -117,6 +123,44 @@ fn shim_lines_go_to_the_runtime_log_of_their_container() {
         !ra.iter().any(|r| msg(r).contains("shutdown requested")),
         "a shim-wide line reached a container the shim no longer serves:\n{}",
         dump(&ra)
+    );
+    // The runtime's own lines name the container and sort by the time the shim received them;
+    // runc 1.1 stamps whole seconds, kept as `runtime_time`.
+    let runc: Vec<Value> = logs
+        .runtime_records(b)
+        .into_iter()
+        .filter(|r| r["component"] == "runc")
+        .collect();
+    let failed_exec = runc
+        .iter()
+        .find(|r| r["level"] == "error")
+        .unwrap_or_else(|| panic!("no runc error line in {b}'s runtime.log:\n{}", dump(&runc)));
+    for r in &runc {
+        assert_eq!(
+            r["container_id"], b,
+            "a runc line without its container: {r}"
+        );
+        if let Some(rt) = r.get("runtime_time") {
+            let rt = rt
+                .as_str()
+                .unwrap_or_else(|| panic!("runtime_time is a string: {r}"));
+            let (ts, rts) = (
+                scribe_events::parse_rfc3339(r["timestamp"].as_str().unwrap_or("")),
+                scribe_events::parse_rfc3339(rt),
+            );
+            let (ts, rts) = (
+                ts.unwrap_or_else(|e| panic!("timestamp: {e}: {r}")),
+                rts.unwrap_or_else(|e| panic!("runtime_time: {e}: {r}")),
+            );
+            assert!(
+                ts >= rts,
+                "the receive time is not before the runtime's own: {r}"
+            );
+        }
+    }
+    assert!(
+        failed_exec.get("runtime_time").is_some(),
+        "runc 1.1 writes whole seconds: its time belongs in runtime_time: {failed_exec}"
     );
     // containerd runs at debug level here, so the shim has -debug: its debug lines are kept
     let sent = find(&ra, "init: sent signal 9", a);

@@ -12,8 +12,40 @@ use ttrpc::asynchronous::transport::Socket;
 use ttrpc::Code;
 
 use crate::envelope::socket_path;
-use crate::publisher::PublisherConfig;
 use crate::queue::{Entry, Outcome, Queue};
+
+/// Tuning of the publisher's retries and queue ([`crate::Publisher`]); the defaults suit a
+/// shim. It lives with the sender, which is what it tunes.
+#[derive(Debug, Clone)]
+pub struct PublisherConfig {
+    /// Most events held while containerd is unreachable; beyond it the oldest
+    /// is dropped (and logged).
+    pub capacity: usize,
+    /// How long after publishing an event is still retried.
+    pub max_age: Duration,
+    /// First retry delay; it doubles on each failure.
+    pub backoff_min: Duration,
+    /// Longest retry delay: once containerd is back, an event waits at most this long (plus
+    /// one call) to be delivered.
+    pub backoff_max: Duration,
+    /// Limit for connecting and for each `Forward` call.
+    pub call_timeout: Duration,
+}
+
+impl Default for PublisherConfig {
+    fn default() -> Self {
+        Self {
+            capacity: 10_000,
+            max_age: Duration::from_secs(300),
+            backoff_min: Duration::from_millis(20),
+            // containerd's state (a task's exit seen by `ctr task wait`, CRI) lags a restart by
+            // up to this much; retrying a unix-socket connect once a second while containerd is
+            // away costs next to nothing.
+            backoff_max: Duration::from_secs(1),
+            call_timeout: Duration::from_secs(5),
+        }
+    }
+}
 
 /// A queued event: the request plus what the sender needs to report on it.
 #[derive(Debug)]

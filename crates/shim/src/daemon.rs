@@ -1,7 +1,8 @@
 //! The long-lived shim process: serves the Task API on the socket `start` bound.
 //!
 //! One thread: a tokio current_thread runtime runs the ttrpc server, the reaper, the stdio
-//! copies and the event publisher.
+//! copies and the event publisher. At start, a second thread prunes old log directories
+//! (`retention`) once and ends.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
@@ -15,9 +16,10 @@ use scribe_events::Publisher;
 use tokio::sync::Notify;
 
 use crate::flags::Flags;
+use crate::options::Settings;
 use crate::reaper::Reaper;
-use crate::service::Service;
 use crate::start::{LISTEN_FD, PARENT_PID_ENV};
+use crate::task::Service;
 
 /// The service name containerd 1.6 to 2.x call for task API v2.
 const TASK_V2_SERVICE: &str = "containerd.task.v2.Task";
@@ -117,6 +119,7 @@ async fn serve(flags: &Flags) -> Result<(), String> {
         .await
         .map_err(|e| format!("starting ttrpc server: {e}"))?;
     log::debug!("serving {}", flags.id);
+    start_log_pruning(flags);
     shutdown.notified().await;
     log::info!("no container left; shutting down");
     if !publisher.flush(FINAL_FLUSH).await {
@@ -131,6 +134,36 @@ async fn serve(flags: &Flags) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Prunes the namespace's deleted containers' log directories once, on a thread of its own that
+/// ends when done (the service thread goes on serving; nothing wakes an idle shim later).
+fn start_log_pruning(flags: &Flags) {
+    let settings = match crate::start::bundle_dir(flags).and_then(|b| Settings::load(&b)) {
+        Ok(Some(s)) => s,
+        Ok(None) => Settings::defaults(&flags.namespace),
+        Err(e) => {
+            log::warn!(error:% = e; "log retention: no settings, not pruning");
+            return;
+        }
+    };
+    let namespace = flags.namespace.clone();
+    let spawned = std::thread::Builder::new()
+        .name("log-retention".into())
+        .spawn(move || {
+            let p = crate::retention::prune(&settings, &namespace);
+            if p.removed > 0 {
+                log::info!(
+                    "log retention: removed {} deleted containers' log directories ({} bytes) under {}",
+                    p.removed,
+                    p.bytes,
+                    settings.log_root
+                );
+            }
+        });
+    if let Err(e) = spawned {
+        log::warn!(error:% = e; "log retention: starting the prune");
+    }
 }
 
 /// The filesystem path of our listening socket, from the fd itself.

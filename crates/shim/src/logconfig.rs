@@ -24,8 +24,6 @@ const IMAGE_ANNOTATIONS: [&str; 2] = ["io.kubernetes.cri.image-name", "io.contai
 pub struct SpecInfo {
     pub annotations: BTreeMap<String, String>,
     pub args: Option<Vec<String>>,
-    /// `linux.cgroupsPath`, when set.
-    pub cgroups_path: Option<String>,
 }
 
 impl SpecInfo {
@@ -55,23 +53,7 @@ impl SpecInfo {
                     .filter_map(|v| v.as_str().map(str::to_string))
                     .collect()
             });
-        let cgroups_path = spec
-            .pointer("/linux/cgroupsPath")
-            .and_then(|v| v.as_str())
-            .map(str::to_string);
-        SpecInfo {
-            annotations,
-            args,
-            cgroups_path,
-        }
-    }
-
-    /// Whether the cgroups path is in the systemd driver's `slice:prefix:name` form, which the
-    /// runtime only understands with `--systemd-cgroup`.
-    pub fn wants_systemd_cgroup(&self) -> bool {
-        self.cgroups_path
-            .as_deref()
-            .is_some_and(is_systemd_cgroups_path)
+        SpecInfo { annotations, args }
     }
 
     /// The image reference, when an annotation carries it.
@@ -80,11 +62,6 @@ impl SpecInfo {
             .iter()
             .find_map(|k| self.annotations.get(*k).filter(|v| !v.is_empty()).cloned())
     }
-}
-
-/// `slice:prefix:name` (three fields, no leading `/`): the systemd cgroup driver's form.
-pub fn is_systemd_cgroups_path(path: &str) -> bool {
-    !path.starts_with('/') && path.split(':').count() == 3
 }
 
 /// The resolved log configuration of one container.
@@ -161,7 +138,6 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             args: None,
-            cgroups_path: None,
         }
     }
 
@@ -222,15 +198,6 @@ mod tests {
         assert!(e.contains("max-size"), "{e}");
         let e = resolve(&s, &spec(&[("io.scribe.container-log", "yes")])).unwrap_err();
         assert!(e.contains("io.scribe.container-log"), "{e}");
-    }
-
-    #[test]
-    fn systemd_cgroups_path_form() {
-        assert!(is_systemd_cgroups_path("system.slice:cri-containerd:abc"));
-        assert!(is_systemd_cgroups_path("kubepods-besteffort.slice::abc"));
-        assert!(!is_systemd_cgroups_path("/default/abc"));
-        assert!(!is_systemd_cgroups_path("/a:b:c"));
-        assert!(!is_systemd_cgroups_path("a:b"));
     }
 
     #[test]

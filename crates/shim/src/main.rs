@@ -1,24 +1,30 @@
 //! containerd-shim-scribe-v2: a containerd shim v2 whose output and lifecycle are records.
 
+mod announce;
 mod cgroups;
 mod cleanup;
 mod container;
 mod daemon;
+mod error;
+mod exit;
 mod flags;
 mod info;
 mod jsonreport;
 mod logconfig;
 mod logger;
 mod mount;
+mod oom;
 mod options;
 mod process;
 mod proto;
 mod reaper;
 mod records;
+mod retention;
 mod runtime;
-mod service;
 mod socket;
 mod start;
+mod stdio;
+mod task;
 
 use std::process::ExitCode;
 

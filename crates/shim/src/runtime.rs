@@ -87,6 +87,8 @@ pub struct Runtime {
     log: PathBuf,
     /// Where the runtime's own log lines are kept as runtime-log records.
     records: Option<Arc<RuntimeLog>>,
+    /// The container those records are about (their `container_id`).
+    container_id: String,
 }
 
 impl Runtime {
@@ -96,6 +98,7 @@ impl Runtime {
             settings,
             log: bundle.join("log.json"),
             records: None,
+            container_id: String::new(),
         }
     }
 
@@ -104,9 +107,11 @@ impl Runtime {
         &self.settings
     }
 
-    /// Also turns every line the runtime writes to log.json into a runtime.log record.
-    pub fn with_records(mut self, records: Option<Arc<RuntimeLog>>) -> Runtime {
+    /// Also turns every line the runtime writes to log.json into a runtime.log record about
+    /// container `id`.
+    pub fn with_records(mut self, id: &str, records: Option<Arc<RuntimeLog>>) -> Runtime {
         self.records = records;
+        self.container_id = id.to_string();
         self
     }
 
@@ -120,18 +125,7 @@ impl Runtime {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| self.settings.binary_name.clone());
         for line in lines {
-            let level = EventLevel::from_foreign(line.level.as_str()).unwrap_or(EventLevel::Info);
-            let mut rec =
-                RuntimeRecord::new(level, component.clone(), line.msg.clone()).with_pid(pid);
-            if let Some(t) = line
-                .timestamp()
-                .and_then(|t| Timestamp::from_system_time(t).ok())
-            {
-                rec.timestamp = t;
-            }
-            if let Some(err) = line.fields.get("error").and_then(|v| v.as_str()) {
-                rec = rec.with_error(err);
-            }
+            let rec = runtime_record(line, &component, pid, &self.container_id);
             if let Err(e) = sink.append(&rec) {
                 log::error!("writing runtime.log record: {e}");
                 return;
@@ -425,10 +419,66 @@ impl Runtime {
     }
 }
 
+/// One line of the runtime's log.json as a runtime-log record about container `id`, stamped
+/// with the runtime's own time when it is precise; a coarser one (runc 1.1 writes whole seconds)
+/// would sort the line out of order beside the shim's nanosecond-stamped lines, so the record
+/// then carries the time it was read as `timestamp` and the runtime's as `runtime_time`.
+fn runtime_record(line: &RuntimeLogLine, component: &str, pid: u32, id: &str) -> RuntimeRecord {
+    let level = EventLevel::from_foreign(line.level.as_str()).unwrap_or(EventLevel::Info);
+    let mut rec = RuntimeRecord::new(level, component, line.msg.clone()).with_pid(pid);
+    let precise = line
+        .timestamp()
+        .filter(|_| !line.time_is_coarse())
+        .and_then(|t| Timestamp::from_system_time(t).ok());
+    match (precise, &line.time) {
+        (Some(t), _) => rec.timestamp = t,
+        (None, Some(raw)) => rec = rec.with_field("runtime_time", raw.clone()),
+        (None, None) => {}
+    }
+    if let Some(err) = line.fields.get("error").and_then(|v| v.as_str()) {
+        rec = rec.with_error(err);
+    }
+    if !id.is_empty() {
+        rec = rec.with_field("container_id", id);
+    }
+    rec
+}
+
 async fn read_all<T: Into<std::os::fd::OwnedFd>>(pipe: T) -> Vec<u8> {
     let mut buf = Vec::new();
     if let Ok(mut rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(pipe.into()) {
         let _ = rx.read_to_end(&mut buf).await;
     }
     buf
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(text: &str) -> RuntimeLogLine {
+        RuntimeLogLine::parse(text.as_bytes()).expect("a line")
+    }
+
+    #[test]
+    fn runc_lines_name_the_container_and_keep_a_coarse_time_apart() {
+        let before = std::time::SystemTime::now();
+        let l = line(r#"{"level":"error","msg":"exec failed","time":"2024-05-01T12:00:00Z"}"#);
+        let rec = runtime_record(&l, "runc", 7, "c1");
+        assert_eq!(rec.extra.get("container_id"), Some(&"c1".into()));
+        assert_eq!(
+            rec.extra.get("runtime_time"),
+            Some(&"2024-05-01T12:00:00Z".into())
+        );
+        assert!(rec.timestamp.to_system_time() >= before, "{rec:?}");
+        assert_eq!(rec.pid, Some(7));
+
+        let l = line(
+            r#"{"level":"warning","msg":"m","time":"2024-05-01T12:00:00.123456789Z","error":"e"}"#,
+        );
+        let rec = runtime_record(&l, "crun", 7, "c1");
+        assert_eq!(rec.timestamp.to_string(), "2024-05-01T12:00:00.123456789Z");
+        assert!(rec.extra.get("runtime_time").is_none(), "{rec:?}");
+        assert_eq!(rec.error.as_deref(), Some("e"));
+    }
 }

@@ -59,7 +59,7 @@ use scribe_safefs::{SafeDir, SafeFsError};
 
 pub use options::{parse_size, JsonFileOptions, OptionError, MAX_FILE_LIMIT, OPTION_KEYS};
 pub use report::{DropTracker, JsonFileReport, JsonFileReporter, SETTLE};
-pub use tag::{TagError, TagInfo, TagTemplate};
+pub use tag::{TagError, TagInfo, TagTemplate, MAX_TAG_LEN};
 
 use crate::stream::Stream;
 use rotate::{FinishError, FsError};
@@ -308,16 +308,21 @@ impl JsonFileWriter {
         opts: &JsonFileOptions,
         info: &TagInfo,
     ) -> Result<Self, JsonFileError> {
-        let attrs = opts
-            .tag
-            .as_ref()
-            .map(|t| t.render(info))
-            .filter(|t| !t.is_empty())
-            .map(|t| entry::tag_attrs(&t));
         let subdirs: Vec<OsString> = subdirs.iter().map(|s| s.as_ref().to_os_string()).collect();
         let mut path = root.to_path_buf();
         path.extend(&subdirs);
         path.push(name);
+        let tag = match &opts.tag {
+            Some(t) => t.render(info).map_err(|e| {
+                JsonFileError::new(
+                    Op::Open,
+                    &path,
+                    io::Error::new(io::ErrorKind::InvalidInput, e),
+                )
+            })?,
+            None => String::new(),
+        };
+        let attrs = (!tag.is_empty()).then(|| entry::tag_attrs(&tag));
         let mut w = JsonFileWriter {
             root: root.to_path_buf(),
             subdirs,

@@ -55,13 +55,26 @@ pub struct OptionError {
     pub reason: String,
 }
 
+/// How much of a refused value an error quotes (a tag template may be huge).
+const QUOTED: usize = 64;
+
 impl fmt::Display for OptionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "json-file option {}={:?}: {}",
-            self.key, self.value, self.reason
-        )
+        match self.value.char_indices().nth(QUOTED) {
+            Some((cut, _)) => write!(
+                f,
+                "json-file option {}={:?}... ({} bytes): {}",
+                self.key,
+                &self.value[..cut],
+                self.value.len(),
+                self.reason
+            ),
+            None => write!(
+                f,
+                "json-file option {}={:?}: {}",
+                self.key, self.value, self.reason
+            ),
+        }
     }
 }
 

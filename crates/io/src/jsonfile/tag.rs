@@ -7,8 +7,18 @@
 //! `{{.ImageID}}`, `{{.ImageFullID}}`, `{{.DaemonName}}` — and refuses anything
 //! else (functions, pipelines, unknown fields) when the option is parsed, so a
 //! typo fails container creation instead of producing odd tags.
+//!
+//! The tag is copied into every entry, so its size is bounded: a template whose
+//! text, or whose expansion for the container, is longer than [`MAX_TAG_LEN`]
+//! bytes is refused (Docker has no bound: a 200,000-character tag turned 200
+//! short lines into 40 MB).
 
 use std::fmt;
+
+/// The longest tag, in bytes, a template may produce. Real tags are a name and an
+/// id or two (syslog's APP-NAME allows 48 bytes); 1 KiB leaves room for long
+/// image references while keeping the per-entry overhead bounded.
+pub const MAX_TAG_LEN: usize = 1024;
 
 /// The container facts a tag template may reference.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -38,6 +48,18 @@ enum Field {
 }
 
 impl Field {
+    fn name(self) -> &'static str {
+        match self {
+            Field::Id => "ID",
+            Field::FullId => "FullID",
+            Field::Name => "Name",
+            Field::ImageName => "ImageName",
+            Field::ImageId => "ImageID",
+            Field::ImageFullId => "ImageFullID",
+            Field::DaemonName => "DaemonName",
+        }
+    }
+
     fn parse(name: &str) -> Option<Field> {
         Some(match name {
             "ID" => Field::Id,
@@ -95,9 +117,22 @@ pub struct TagError {
     reason: String,
 }
 
+/// How much of a refused template an error quotes.
+const QUOTED: usize = 64;
+
 impl fmt::Display for TagError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "tag template {:?}: {}", self.template, self.reason)
+        // A template may be huge: quote its start and say how long it is.
+        match self.template.char_indices().nth(QUOTED) {
+            Some((cut, _)) => write!(
+                f,
+                "tag template {:?}... ({} bytes): {}",
+                &self.template[..cut],
+                self.template.len(),
+                self.reason
+            ),
+            None => write!(f, "tag template {:?}: {}", self.template, self.reason),
+        }
     }
 }
 
@@ -110,6 +145,11 @@ impl TagTemplate {
             template: template.to_owned(),
             reason,
         };
+        if template.len() > MAX_TAG_LEN {
+            return Err(fail(format!(
+                "longer than the {MAX_TAG_LEN}-byte limit of a tag"
+            )));
+        }
         let mut pieces = Vec::new();
         let mut rest = template;
         while let Some(open) = rest.find("{{") {
@@ -141,16 +181,38 @@ impl TagTemplate {
         Ok(TagTemplate { pieces })
     }
 
-    /// Renders the template for one container.
-    pub fn render(&self, info: &TagInfo) -> String {
+    /// Renders the template for one container; an expansion longer than
+    /// [`MAX_TAG_LEN`] bytes is refused (the fields come from the container:
+    /// a long image reference can push a template over).
+    pub fn render(&self, info: &TagInfo) -> Result<String, TagError> {
         let mut out = String::new();
         for piece in &self.pieces {
             match piece {
                 Piece::Text(t) => out.push_str(t),
                 Piece::Field(f) => out.push_str(f.render(info)),
             }
+            if out.len() > MAX_TAG_LEN {
+                return Err(TagError {
+                    template: self.source(),
+                    reason: format!(
+                        "expands to more than the {MAX_TAG_LEN}-byte limit of a tag for container {}",
+                        info.container_id
+                    ),
+                });
+            }
         }
-        out
+        Ok(out)
+    }
+
+    /// The template's text again (for errors).
+    fn source(&self) -> String {
+        self.pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Text(t) => t.clone(),
+                Piece::Field(f) => format!("{{{{.{}}}}}", f.name()),
+            })
+            .collect()
     }
 }
 
@@ -172,6 +234,7 @@ mod tests {
         TagTemplate::parse(t)
             .expect("template parses")
             .render(&info())
+            .expect("within the limit")
     }
 
     #[test]
@@ -196,7 +259,7 @@ mod tests {
         i.container_id = "abc".into();
         i.image_id = "".into();
         let t = TagTemplate::parse("{{.ID}}-{{.ImageID}}").unwrap();
-        assert_eq!(t.render(&i), "abc-");
+        assert_eq!(t.render(&i).unwrap(), "abc-");
     }
 
     #[test]
@@ -210,5 +273,29 @@ mod tests {
             .contains("unclosed"));
         assert!(TagTemplate::parse("{{}}").is_err());
         assert!(TagTemplate::parse("{{.id}}").is_err());
+    }
+
+    #[test]
+    fn tags_are_bounded() {
+        // A template whose text alone is over the limit is refused when parsed, and the
+        // error quotes only its start.
+        let huge = "x".repeat(200_000);
+        let e = TagTemplate::parse(&huge).unwrap_err().to_string();
+        assert!(e.contains("1024-byte limit"), "{e}");
+        assert!(e.contains("200000 bytes") && e.len() < 300, "{e}");
+        let at_limit = "y".repeat(MAX_TAG_LEN);
+        assert_eq!(render(&at_limit).len(), MAX_TAG_LEN);
+        // One whose expansion for this container is over the limit is refused at render.
+        let mut i = info();
+        i.image_name = "r/".repeat(400);
+        let t = TagTemplate::parse("{{.ImageName}}-{{.Name}}").unwrap();
+        assert!(t.render(&i).is_ok());
+        let t = TagTemplate::parse("{{.ImageName}}{{.ImageName}}").unwrap();
+        let e = t.render(&i).unwrap_err().to_string();
+        assert!(
+            e.contains("expands to more than") && e.contains(&i.container_id),
+            "{e}"
+        );
+        assert!(e.contains("{{.ImageName}}{{.ImageName}}"), "{e}");
     }
 }

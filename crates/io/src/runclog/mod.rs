@@ -165,6 +165,24 @@ impl RuntimeLogLine {
         Some(dt.into())
     }
 
+    /// True when the runtime's time is coarser than a microsecond (runc 1.1's logrus writes
+    /// whole seconds), or missing or unreadable: such a time cannot order the line among the
+    /// shim's own nanosecond-stamped lines, so the time the shim read the line should stamp it.
+    pub fn time_is_coarse(&self) -> bool {
+        let Some(t) = self.time.as_deref() else {
+            return true;
+        };
+        if self.timestamp().is_none() {
+            return true;
+        }
+        // RFC 3339: the fraction follows the seconds' '.' and ends at the zone ('Z', '+', '-').
+        let digits = t
+            .split_once('.')
+            .map(|(_, rest)| rest.bytes().take_while(u8::is_ascii_digit).count())
+            .unwrap_or(0);
+        digits < 6
+    }
+
     /// `msg`, plus the `error` field when there is one that `msg` does not
     /// already contain (logrus `WithError` puts the cause there): the text an
     /// error report should quote.
@@ -198,6 +216,24 @@ fn value_text(v: Value) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn coarse_times_are_those_below_microseconds() {
+        let coarse = |t: &str| {
+            super::RuntimeLogLine::parse(
+                format!("{{\"level\":\"error\",\"msg\":\"m\",\"time\":\"{t}\"}}").as_bytes(),
+            )
+            .map(|l| l.time_is_coarse())
+        };
+        assert_eq!(coarse("2024-05-01T12:00:00Z"), Some(true));
+        assert_eq!(coarse("2024-05-01T12:00:00+02:00"), Some(true));
+        assert_eq!(coarse("2024-05-01T12:00:00.123Z"), Some(true));
+        assert_eq!(coarse("2024-05-01T12:00:00.123456Z"), Some(false));
+        assert_eq!(coarse("2024-05-01T12:00:00.123456789-01:00"), Some(false));
+        assert_eq!(coarse("yesterday"), Some(true));
+        let none = super::RuntimeLogLine::parse(b"{\"msg\":\"m\"}").map(|l| l.time_is_coarse());
+        assert_eq!(none, Some(true));
+    }
+
     use super::*;
 
     const FIXTURE: &str = include_str!("../../testdata/runc-log.json");

@@ -4,14 +4,14 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use tokio::sync::{oneshot, watch};
-
 use crate::cgroups::ContainerCgroup;
+mod exit_order;
 
 use crate::process::Process;
 use crate::records::Recorder;
 use crate::runtime::{CheckpointOpts, ProcessStdio, Runtime};
-use crate::service::PendingIo;
+use crate::stdio::PendingIo;
+pub use exit_order::ExitOrder;
 
 /// What the container's lifecycle records carry.
 pub struct Lifecycle {
@@ -42,17 +42,13 @@ pub struct Container {
     /// Where lifecycle records go, and what they say about the container.
     pub life: Lifecycle,
     execs: Mutex<HashMap<String, Arc<Process>>>,
-    /// Number of exec processes started and not yet reported exited; the init's exit waits for
-    /// zero so that every exec's TaskExit precedes the init's.
-    running_execs: watch::Sender<usize>,
+    /// What this container's exits wait on (execs before the init, OOM before the exit).
+    pub exits: ExitOrder,
     /// The container's cgroups (found once its init exists: at Create, or at Start for a
     /// restore; kept so Stats works until Delete).
     cgroup: OnceLock<ContainerCgroup>,
     /// A Create from a checkpoint: what Start needs to restore the init through the runtime.
     restore: Mutex<Option<PendingRestore>>,
-    /// Asks the OOM watcher for its last check before the init's TaskExit; it answers on the
-    /// enclosed sender once any OOM it found is published.
-    oom_final: Mutex<Option<oneshot::Sender<oneshot::Sender<()>>>>,
 }
 
 impl Container {
@@ -70,7 +66,6 @@ impl Container {
         Container {
             cgroup: OnceLock::new(),
             restore: Mutex::new(restore),
-            oom_final: Mutex::new(None),
             id,
             bundle,
             runtime,
@@ -78,7 +73,7 @@ impl Container {
             init,
             life,
             execs: Mutex::new(HashMap::new()),
-            running_execs: watch::channel(0).0,
+            exits: ExitOrder::default(),
         }
     }
 
@@ -132,42 +127,5 @@ impl Container {
     /// Every exec, for Pids and for killing leftovers.
     pub fn exec_list(&self) -> Vec<Arc<Process>> {
         self.execs().values().cloned().collect()
-    }
-
-    /// An exec was started: the init's exit will wait for its exit to be published.
-    pub fn exec_started(&self) {
-        self.running_execs.send_modify(|n| *n += 1);
-    }
-
-    /// An exec's exit was published.
-    pub fn exec_exited(&self) {
-        self.running_execs.send_modify(|n| *n = n.saturating_sub(1));
-    }
-
-    /// Registers the OOM watcher's final-check channel.
-    pub fn set_oom_final(&self, tx: oneshot::Sender<oneshot::Sender<()>>) {
-        *self.oom_final.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
-    }
-
-    /// Makes the OOM watcher publish any OOM kill not reported yet, and waits (bounded) until it
-    /// has: TaskOOM must precede the init's TaskExit.
-    pub async fn final_oom_check(&self, limit: std::time::Duration) {
-        let tx = self
-            .oom_final
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(tx) = tx {
-            let (done_tx, done_rx) = oneshot::channel();
-            if tx.send(done_tx).is_ok() {
-                let _ = tokio::time::timeout(limit, done_rx).await;
-            }
-        }
-    }
-
-    /// Waits until every started exec has had its exit published.
-    pub async fn execs_done(&self) {
-        let mut rx = self.running_execs.subscribe();
-        let _ = rx.wait_for(|n| *n == 0).await;
     }
 }
