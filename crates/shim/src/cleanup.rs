@@ -11,6 +11,7 @@ use std::time::SystemTime;
 use containerd_shim_protos::api::DeleteResponse;
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim_protos::protobuf::{Message, MessageField};
+use scribe_io::childenv::{self, Child};
 
 use crate::flags::Flags;
 use crate::options::Settings;
@@ -36,7 +37,9 @@ pub fn run(flags: &Flags) -> Result<(), String> {
     crate::service::validate_id(&flags.id)?;
     let settings = Settings::load(&bundle)?.unwrap_or_else(|| Settings::defaults(&flags.namespace));
     let mut cmd = Command::new(&settings.binary_name);
-    cmd.arg("--root")
+    cmd.env_clear()
+        .envs(childenv::from_process(Child::Runtime))
+        .arg("--root")
         .arg(&settings.root)
         .arg("--log")
         .arg(bundle.join("log.json"))
