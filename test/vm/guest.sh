@@ -31,26 +31,32 @@ export RUST_BACKTRACE=0
 
 # binary: exact test names (none: all of the binary's tests)
 PLAN=(
+  "lifecycle:run_rm_keeps_stdout_and_stderr_apart_and_returns_exit_code sigkill_reports_137 events_of_detached_task_match_task_ls_pid"
+  "exec:exec_returns_its_exit_code_and_publishes_its_events"
+  "task_api:oom_kill_yields_task_oom_before_exit_137_and_records"
   "cgroup2_systemd:--nocapture"
-  "lifecycle:run_rm_keeps_stdout_and_stderr_apart_and_returns_exit_code sigkill_reports_137 events_of_detached_task_match_task_ls_pid nothing_left_after_task_and_container_removal"
-  "exec:exec_returns_its_exit_code_and_publishes_its_events order_exec_exit_is_published_before_init_exit"
-  "task_api:oom_kill_yields_task_oom_before_exit_137_and_records metrics_show_memory_growing_when_the_container_allocates"
 )
+P=0
+F=0
 for entry in "${PLAN[@]}"; do
   bin=${entry%%:*}
   names=${entry#*:}
   if [ -n "$VM_TESTS" ] && ! [[ " $VM_TESTS " == *" $bin "* ]]; then continue; fi
   echo "VM-GUEST: ==== $bin (uptime $(up)s)"
-  if [ -n "$names" ]; then
-    # shellcheck disable=SC2086
-    /opt/scribe/tests/"$bin" --test-threads=1 --exact $names
-  else
-    /opt/scribe/tests/"$bin" --test-threads=1
-  fi
-  echo "VM-GUEST: ==== $bin exited $? (uptime $(up)s)"
+  # shellcheck disable=SC2086
+  /opt/scribe/tests/"$bin" --test-threads=1 --exact $names 2>&1 | tee /root/"$bin".out
+  rc=${PIPESTATUS[0]}
+  read -r p f < <(awk '/^test result:/ { for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+    END { print p + 0, f + 0 }' /root/"$bin".out)
+  # A binary that failed without a failing test (crashed, refused its arguments) counts as one.
+  [ "$rc" != 0 ] && [ "$f" = 0 ] && f=1
+  P=$((P + p))
+  F=$((F + f))
+  echo "VM-GUEST: ==== $bin exited $rc: $p passed, $f failed (uptime $(up)s)"
 done
 echo "VM-GUEST: leftovers: tasks [$(ctr -n default task ls -q | tr '\n' ' ')] namespaces [$(ctr namespaces ls -q | tr '\n' ' ')] shims [$(pgrep -c containerd-shim)]"
 journalctl -u containerd --no-pager -o cat | grep -E 'level=(error|warning)' | grep -v -e cni -e 'failed to load plugin' | tail -15 | cut -c1-250 | sed 's/^/VM-GUEST: journal: /'
+echo "VM-GUEST: $P passed, $F failed"
 echo "VM-TEST-END uptime $(up)s"
 sync
 sleep 1
