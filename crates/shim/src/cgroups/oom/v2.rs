@@ -12,7 +12,9 @@
 //! may come after the scope is gone). The kernel still exposes the kill in the parent's
 //! `memory.events`, whose counters are hierarchical: every read of ours also keeps the parent's
 //! `oom_kill`, and when ours is gone unread, a rise of the parent's since is reported as this
-//! container's OOM kill(s). Each such missed read leaves a note (`take_note`) for runtime.log.
+//! container's OOM kill(s): no more than its own OOM episodes not yet matched by a kill (`oom`
+//! rises), and one when it had none to show, since the parent also counts its siblings' kills.
+//! Each such missed read leaves a note (`take_note`) for runtime.log.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
@@ -61,8 +63,9 @@ pub struct Watcher {
     last: Counts,
     /// The parent's `oom_kill` at our last successful read (None: unreadable).
     parent_oom_kill: Option<u64>,
-    /// `oom` rose at the last read without an `oom_kill` rise: a kill may be on its way.
-    episode_pending: bool,
+    /// OOM episodes (`oom` rises) not matched by kills (`oom_kill` rises) so far: kills that may
+    /// be on their way.
+    pending_episodes: u64,
     /// The final read was done (`populated 0` with `memory.events` still readable).
     finished: bool,
     gone: bool,
@@ -108,7 +111,7 @@ impl Watcher {
             events_wd,
             last: Counts::default(),
             parent_oom_kill: None,
-            episode_pending: false,
+            pending_episodes: 0,
             finished: false,
             gone: false,
             notes: Vec::new(),
@@ -180,11 +183,9 @@ impl Watcher {
                 let ev = (now.oom_kill > self.last.oom_kill).then(|| OomEvent {
                     count: now.oom_kill - self.last.oom_kill,
                 });
-                if ev.is_some() {
-                    self.episode_pending = false;
-                } else if now.oom > self.last.oom {
-                    self.episode_pending = true;
-                }
+                self.pending_episodes = (self.pending_episodes
+                    + now.oom.saturating_sub(self.last.oom))
+                .saturating_sub(now.oom_kill.saturating_sub(self.last.oom_kill));
                 self.last.oom = self.last.oom.max(now.oom);
                 self.last.oom_kill = self.last.oom_kill.max(now.oom_kill);
                 if self.unpopulated() {
@@ -227,23 +228,30 @@ impl Watcher {
             return None;
         };
         if now > before {
-            let count = now - before;
-            let sure = if self.episode_pending {
-                "its own oom counter had risen"
+            // The parent also counts its other children's kills: claim no more than this
+            // cgroup's own unmatched OOM episodes, and one when it had none to show.
+            let rise = now - before;
+            let count = rise.min(self.pending_episodes.max(1));
+            let why = if self.pending_episodes > 0 {
+                format!(
+                    "its own oom counter showed {} episode(s) without a kill",
+                    self.pending_episodes
+                )
             } else {
-                "a sibling's kill in that moment would be counted too"
+                "nothing of its own to show: a sibling's kill in that moment would be taken for it"
+                    .into()
             };
             self.notes.push(format!(
-                "{file} was removed before its final read; oom_kill in {parent} rose by {count} \
-                 since the last read: reported as {count} OOM kill(s) of this container ({sure})"
+                "{file} was removed before its final read; oom_kill in {parent} rose by {rise} \
+                 since the last read: reported as {count} OOM kill(s) of this container ({why})"
             ));
-            self.episode_pending = false;
+            self.pending_episodes = 0;
             return Some(OomEvent { count });
         }
         self.notes.push(format!(
             "{file} was removed before its final read; oom_kill in {parent} did not rise since \
              the last read{}",
-            if self.episode_pending {
+            if self.pending_episodes > 0 {
                 " (its oom counter had risen: an OOM episode without a kill)"
             } else {
                 ": no OOM kill missed"
@@ -383,6 +391,28 @@ mod tests {
         assert!(note.contains("rose by 1"), "{note}");
         assert_eq!(next(&mut w).await, None);
         assert!(!w.check_now());
+    }
+
+    /// Kills of sibling scopes in the same moment raise the parent's counter too: the removed
+    /// scope claims only its own unmatched episodes (one here), not the whole rise.
+    #[tokio::test]
+    async fn v2_fallback_claims_no_more_than_its_own_episodes() {
+        let slice = TempDir::new("oom-v2-slice");
+        slice.write("memory.events", &events(0, 0));
+        let scope = slice.path().join("scribe-c4.scope");
+        std::fs::create_dir(&scope).expect("mkdir scope");
+        std::fs::write(scope.join("memory.events"), events(0, 0)).expect("write");
+        let mut w = OomWatcher::arm(&scope).expect("arm");
+        std::fs::write(scope.join("memory.events"), events(1, 0)).expect("write");
+        assert_eq!(next_now(&mut w).await, None, "an episode, no kill yet");
+        slice.write("memory.events", &events(3, 3)); // ours and two siblings'
+        std::fs::remove_dir_all(&scope).expect("rm scope");
+        assert_eq!(next(&mut w).await, Some(OomEvent { count: 1 }));
+        let note = w.take_note().expect("noted");
+        assert!(
+            note.contains("rose by 3") && note.contains("reported as 1"),
+            "{note}"
+        );
     }
 
     /// The same removal with no kill anywhere: nothing reported, the missed read still noted.
