@@ -250,7 +250,7 @@ fn systemd_oom_run(
     let oom = topics.iter().position(|t| t == "/tasks/oom");
     let exit = topics.iter().position(|t| t == "/tasks/exit");
     let ok = oom.is_some() && oom < exit;
-    eprintln!("{runtime} run {i}: TaskOOM before TaskExit: {ok} ({topics:?})");
+    eprintln!("{runtime} run {i} ({id}): TaskOOM before TaskExit: {ok} ({topics:?})");
     ok
 }
 

@@ -11,9 +11,10 @@
 //! kernel rate-limits `memory.events` notifications to one per 10 ms, so the one for the kill
 //! may come after the scope is gone). The kernel still exposes the kill in the parent's
 //! `memory.events`, whose counters are hierarchical: every read of ours also keeps the parent's
-//! `oom_kill`, and when ours is gone unread, a rise of the parent's since is reported as this
-//! container's OOM kill(s): no more than its own OOM episodes not yet matched by a kill (`oom`
-//! rises), and one when it had none to show, since the parent also counts its siblings' kills.
+//! `oom_kill` as of the same moment (read before and after ours until they agree), and when ours
+//! is gone unread, a rise of the parent's since is reported as this container's OOM kill(s): no
+//! more than its own OOM episodes not yet matched by a kill (`oom` rises), and one when it had
+//! none to show, since the parent also counts its siblings' kills.
 //! Each such missed read leaves a note (`take_note`) for runtime.log.
 
 use std::io;
@@ -176,10 +177,9 @@ impl Watcher {
         if self.gone {
             return None;
         }
-        let ev = match self.read_counts() {
-            Ok(Some(now)) => {
-                // The parent's, after ours: a kill between the two reads is in neither.
-                self.parent_oom_kill = self.read_parent_oom_kill();
+        let ev = match self.read_consistent() {
+            Ok(Some((now, parent))) => {
+                self.parent_oom_kill = parent;
                 let ev = (now.oom_kill > self.last.oom_kill).then(|| OomEvent {
                     count: now.oom_kill - self.last.oom_kill,
                 });
@@ -258,6 +258,23 @@ impl Watcher {
             }
         ));
         None
+    }
+
+    /// Our counters with the parent's `oom_kill` as of the same moment: the parent's is read
+    /// before and after ours, again while a kill lands in between (which ours may or may not
+    /// show). After three tries the earlier value stands: a kill then counts twice rather than
+    /// never.
+    fn read_consistent(&self) -> io::Result<Option<(Counts, Option<u64>)>> {
+        let mut tries = 0;
+        loop {
+            let before = self.read_parent_oom_kill();
+            let own = self.read_counts()?;
+            let after = self.read_parent_oom_kill();
+            tries += 1;
+            if before == after || tries == 3 {
+                return Ok(own.map(|c| (c, before)));
+            }
+        }
     }
 
     /// `oom` and `oom_kill` (None: a key is missing); errors keep the raw OS error so
