@@ -1,6 +1,7 @@
 # Scribe: containerd-shim-scribe-v2.
 #   make demo   install what is missing, build, run a container through a private containerd
-#   make test   everything: format, lint, unit tests, end-to-end on containerd 1.6, 1.7 and 2.1
+#   make test   everything: format, lint, unit tests, end-to-end on containerd 1.6, 1.7 and 2.1,
+#               and the cgroup v2 + systemd VM stage (SCRIBE_SKIP_VM=1 skips it)
 #   make bench  benchmarks side by side with containerd's own shims (docs/benchmarks.md)
 
 CARGO        ?= cargo
@@ -11,7 +12,7 @@ PREFIX       ?= /usr/local
 
 BENCH_ARGS   ?=
 
-.PHONY: all deps build demo test check unit e2e fetch-containerd fetch-criu install clean bench
+.PHONY: all deps build demo test check unit e2e vm-test fetch-containerd fetch-criu install clean bench
 
 all: build
 
@@ -27,6 +28,7 @@ demo: deps build
 check:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p scribe-e2e --all-targets --features vm -- -D warnings
 
 unit:
 	$(CARGO) test --workspace --exclude scribe-e2e
@@ -42,7 +44,12 @@ fetch-criu:
 e2e: build fetch-containerd fetch-criu
 	test/run-e2e.sh $(E2E_VERSIONS) -- --test-threads=$(E2E_THREADS)
 
-test: deps check unit e2e
+# A Debian bookworm VM (cgroup v2, systemd, containerd.service) under qemu running a subset of the
+# e2e suite against its containerd (test/README.md); SCRIBE_SKIP_VM=1 skips it.
+vm-test: build
+	test/vm/run.sh
+
+test: deps check unit e2e vm-test
 
 # Side by side with Debian's containerd-shim-runc-v2 (and the crates.io containerd-runc-shim,
 # installed into .cache on first use); rewrites the generated part of docs/benchmarks.md.

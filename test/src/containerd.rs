@@ -1,4 +1,11 @@
-//! A private containerd instance.
+//! A private containerd instance, or (`SCRIBE_E2E_CONTAINERD_SOCKET`) an already running one.
+//!
+//! Private (the default): own temp dir, root, state, sockets, config, log and namespace;
+//! everything is torn down on drop. External (`SCRIBE_E2E_CONTAINERD_SOCKET=<grpc socket>`, e.g.
+//! the system's containerd.service in the VM stage): the test gets a unique namespace and its own
+//! temp dir on that containerd and, on drop, removes only what it made there (its tasks,
+//! containers, images, namespace, shims and container processes); containerd keeps running. Tests
+//! that need a private config or to stop containerd panic in that mode, saying so.
 
 use crate::cmd::{self, CmdOutput, Spawned};
 use crate::events::EventStream;
@@ -23,6 +30,7 @@ pub struct ContainerdBuilder {
     bin_dir: Option<PathBuf>,
     start_timeout: Duration,
     path_first: Vec<PathBuf>,
+    env: Vec<(String, String)>,
 }
 
 impl Default for ContainerdBuilder {
@@ -35,6 +43,7 @@ impl Default for ContainerdBuilder {
             bin_dir: None,
             start_timeout: Duration::from_secs(30),
             path_first: Vec::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -75,6 +84,12 @@ impl ContainerdBuilder {
         self.path_first.push(dir.into());
         self
     }
+    /// Set `key=value` in containerd's environment (e.g. the `NOTIFY_SOCKET` systemd gives a
+    /// Type=notify service).
+    pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
     pub fn start(self) -> Containerd {
         Containerd::start_with(self)
     }
@@ -102,6 +117,9 @@ pub struct Containerd {
     ttrpc_name: String,
     /// The ttrpc path shims still forward to while their events are held.
     held_ttrpc: Option<PathBuf>,
+    /// `SCRIBE_E2E_CONTAINERD_SOCKET`: the running containerd this instance uses instead of its
+    /// own.
+    external: Option<PathBuf>,
     shim_sockets: Mutex<BTreeSet<String>>,
     seen_container_pids: Mutex<BTreeSet<i32>>,
     fifo_dirs: Mutex<BTreeSet<PathBuf>>,
@@ -137,6 +155,15 @@ impl Containerd {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("create containerd temp dir");
         let ns = format!("scribe-e2e-{suffix}");
+        let external = crate::external_containerd_socket();
+        if let Some(sock) = &external {
+            assert!(
+                opts.extra_config.is_empty() && opts.path_first.is_empty() && opts.env.is_empty(),
+                "this test needs a private containerd (its own config, PATH or environment), but \
+                 SCRIBE_E2E_CONTAINERD_SOCKET={} says to use a running one",
+                sock.display()
+            );
+        }
 
         // PATH: the shim's directory first (so containerd finds
         // containerd-shim-scribe-v2), then containerd's own directory (so 1.7/2.1
@@ -177,14 +204,19 @@ impl Containerd {
             opts,
             ttrpc_name: "containerd.sock.ttrpc".into(),
             held_ttrpc: None,
+            external,
             shim_sockets: Mutex::new(BTreeSet::new()),
             seen_container_pids: Mutex::new(BTreeSet::new()),
             fifo_dirs: Mutex::new(BTreeSet::new()),
             ids_seen: Mutex::new(BTreeSet::new()),
             socket_names: Mutex::new(BTreeSet::new()),
         };
-        c.write_config();
-        c.spawn_daemon();
+        if c.external.is_some() {
+            c.wait_external();
+        } else {
+            c.write_config();
+            c.spawn_daemon();
+        }
         if c.opts.import_image {
             let tar = crate::image_tar();
             let o = c.ctr_timeout(
@@ -261,6 +293,7 @@ disabled_plugins = [{disabled}]
         cmd.arg("--config")
             .arg(self.config_path())
             .env("PATH", &self.path_env)
+            .envs(self.opts.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -299,25 +332,73 @@ disabled_plugins = [{disabled}]
         }
     }
 
+    /// Waits (start timeout) until the running containerd answers `ctr version`.
+    fn wait_external(&self) {
+        let deadline = Instant::now() + self.opts.start_timeout;
+        loop {
+            let o = self.ctr_timeout(&["version"], Duration::from_secs(5));
+            if o.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the running containerd at {} does not answer `ctr version` within {:?}: {o}\n{}",
+                self.address().display(),
+                self.opts.start_timeout,
+                self.log_tail(40)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// True when this instance uses a running containerd (`SCRIBE_E2E_CONTAINERD_SOCKET`).
+    pub fn is_external(&self) -> bool {
+        self.external.is_some()
+    }
+
+    #[track_caller]
+    fn private_only(&self, what: &str) {
+        if let Some(sock) = &self.external {
+            panic!(
+                "{what} needs a private containerd; SCRIBE_E2E_CONTAINERD_SOCKET={} is a running one",
+                sock.display()
+            );
+        }
+    }
+
     // ---- accessors ----
 
     /// The instance's temp dir.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+    /// containerd's root (external: `SCRIBE_E2E_CONTAINERD_ROOT`, default `/var/lib/containerd`).
     pub fn root(&self) -> PathBuf {
-        self.dir.join("root")
+        match &self.external {
+            Some(_) => crate::env_path("SCRIBE_E2E_CONTAINERD_ROOT", "/var/lib/containerd"),
+            None => self.dir.join("root"),
+        }
     }
+    /// containerd's state (external: `SCRIBE_E2E_CONTAINERD_STATE`, default `/run/containerd`).
     pub fn state(&self) -> PathBuf {
-        self.dir.join("state")
+        match &self.external {
+            Some(_) => crate::env_path("SCRIBE_E2E_CONTAINERD_STATE", "/run/containerd"),
+            None => self.dir.join("state"),
+        }
     }
     /// containerd's grpc socket.
     pub fn address(&self) -> PathBuf {
-        self.dir.join("containerd.sock")
+        match &self.external {
+            Some(sock) => sock.clone(),
+            None => self.dir.join("containerd.sock"),
+        }
     }
     /// containerd's ttrpc socket (where shims forward events).
     pub fn ttrpc_address(&self) -> PathBuf {
-        self.dir.join(&self.ttrpc_name)
+        match &self.external {
+            Some(sock) => PathBuf::from(format!("{}.ttrpc", sock.display())),
+            None => self.dir.join(&self.ttrpc_name),
+        }
     }
     pub fn config_path(&self) -> PathBuf {
         self.dir.join("config.toml")
@@ -336,11 +417,18 @@ disabled_plugins = [{disabled}]
     pub fn bin_dir(&self) -> &Path {
         &self.bin_dir
     }
-    /// containerd's pid while it runs.
+    /// containerd's pid while it runs (external: the process serving its socket).
     pub fn pid(&self) -> Option<i32> {
+        if let Some(sock) = &self.external {
+            let inodes = procs::unix_socket_inodes(&sock.to_string_lossy());
+            return procs::pids_holding_sockets(&inodes).into_iter().min();
+        }
         self.child.as_ref().map(|c| c.id() as i32)
     }
     pub fn is_running(&mut self) -> bool {
+        if self.external.is_some() {
+            return self.pid().is_some();
+        }
         match self.child.as_mut() {
             Some(c) => matches!(c.try_wait(), Ok(None)),
             None => false,
@@ -356,8 +444,18 @@ disabled_plugins = [{disabled}]
             .to_string()
     }
 
-    /// Last `n` lines of containerd's log.
+    /// Last `n` lines of containerd's log (external: of `journalctl -u containerd`).
     pub fn log_tail(&self, n: usize) -> String {
+        if self.external.is_some() {
+            let mut c = Command::new("journalctl");
+            c.args(["-u", "containerd", "--no-pager", "-o", "cat", "-n"])
+                .arg(n.to_string());
+            let o = cmd::run(c, Duration::from_secs(10));
+            return format!(
+                "--- journalctl -u containerd (last {n} lines) ---\n{}{}\n--- end of containerd log ---",
+                o.stdout, o.stderr
+            );
+        }
         let s = fs::read_to_string(self.log_path()).unwrap_or_default();
         let lines: Vec<&str> = s.lines().collect();
         let from = lines.len().saturating_sub(n);
@@ -531,6 +629,7 @@ disabled_plugins = [{disabled}]
 
     /// SIGTERM containerd (by pid) and wait for it (SIGKILL after 15 s). Shims keep running.
     pub fn stop(&mut self) {
+        self.private_only("stopping containerd");
         if let Some(mut c) = self.child.take() {
             let pid = c.id() as i32;
             if let Ok(None) = c.try_wait() {
@@ -561,6 +660,7 @@ disabled_plugins = [{disabled}]
 
     /// SIGKILL containerd (by pid), as a crash would, and reap it. Shims keep running.
     pub fn kill(&mut self) {
+        self.private_only("killing containerd");
         if let Some(mut c) = self.child.take() {
             procs::kill(c.id() as i32, libc::SIGKILL);
             let _ = c.wait();
@@ -570,6 +670,7 @@ disabled_plugins = [{disabled}]
     /// Start containerd again after [`stop`](Self::stop) or [`kill`](Self::kill), with the same
     /// root, state and config.
     pub fn start_again(&mut self) {
+        self.private_only("starting containerd again");
         assert!(self.child.is_none(), "containerd is still running");
         let _ = fs::remove_file(self.address());
         self.spawn_daemon();
@@ -585,6 +686,7 @@ disabled_plugins = [{disabled}]
     ///
     /// [`release_shim_events`]: Self::release_shim_events
     pub fn start_again_holding_shim_events(&mut self) {
+        self.private_only("moving containerd's ttrpc socket");
         assert!(self.child.is_none(), "containerd is still running");
         self.held_ttrpc = Some(self.ttrpc_address());
         self.ttrpc_name = format!("{}.held", self.ttrpc_name);
@@ -665,10 +767,13 @@ disabled_plugins = [{disabled}]
         procs::shim_processes()
             .into_iter()
             .filter(|(_, argv)| {
-                procs::flag_value(argv, "-address") == Some(&*addr)
+                let ours = procs::flag_value(argv, "-address") == Some(&*addr)
                     || argv
                         .iter()
-                        .any(|a| a.contains(&*self.dir.to_string_lossy()))
+                        .any(|a| a.contains(&*self.dir.to_string_lossy()));
+                // A running containerd serves other namespaces too: only this one's shims.
+                ours && (self.external.is_none()
+                    || procs::flag_value(argv, "-namespace") == Some(self.ns.as_str()))
             })
             .map(|(p, _)| p)
             .collect()
@@ -938,8 +1043,18 @@ disabled_plugins = [{disabled}]
             }
             // shims exit on their own once their last container is gone
             procs::wait_until(Duration::from_secs(5), || self.shim_pids().is_empty());
+            if self.external.is_some() {
+                // The namespace goes once its images are gone (content is garbage-collected).
+                for img in self.ctr_timeout(&["images", "ls", "-q"], t).stdout_lines() {
+                    self.ctr_timeout(&["images", "rm", "--sync", &img], t);
+                }
+                let ns = self.ns.clone();
+                self.ctr_timeout(&["namespaces", "rm", &ns], t);
+            }
         }
-        self.stop();
+        if self.external.is_none() {
+            self.stop();
+        }
 
         // Kill what is left: shims of this instance, container processes.
         let mut left: BTreeSet<i32> = self.shim_pids().into_iter().collect();
@@ -985,7 +1100,8 @@ disabled_plugins = [{disabled}]
 
         procs::unmount_all_under(&self.dir);
 
-        // cgroups /<ns>/... left by killed containers (depth first)
+        // cgroups /<ns>/... left by killed containers (depth first): v2, then v1's hierarchies
+        rmdir_tree(&Path::new("/sys/fs/cgroup").join(&self.ns));
         if let Ok(rd) = fs::read_dir("/sys/fs/cgroup") {
             for ctl in rd.flatten() {
                 let d = ctl.path().join(&self.ns);

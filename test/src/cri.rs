@@ -1,4 +1,4 @@
-//! CRI support for the e2e tests (no gRPC here; the client lives in `tests/cri.rs`):
+//! CRI support for the e2e tests (no gRPC here; the client is `cri_client`):
 //! the offline pause image, the CRI plugin configuration for containerd 1.x and 2.x
 //! with the runtime under test as CRI's default runtime, image import into `k8s.io`,
 //! and the CRI container-log format.
@@ -26,6 +26,15 @@ pub const CRI_RUNTIME_HANDLER: &str = "scribe";
 pub fn pause_image_tar() -> PathBuf {
     static TAR: OnceLock<PathBuf> = OnceLock::new();
     TAR.get_or_init(|| {
+        if let Some(p) = std::env::var_os("SCRIBE_E2E_PAUSE_TAR").filter(|s| !s.is_empty()) {
+            let p = PathBuf::from(p);
+            assert!(
+                p.is_file(),
+                "SCRIBE_E2E_PAUSE_TAR={} does not exist",
+                p.display()
+            );
+            return p;
+        }
         let cache = crate::workspace_dir().join(".cache");
         fs::create_dir_all(&cache).expect("create .cache");
         let out = cache.join("scribe-pause.tar");

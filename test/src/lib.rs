@@ -14,12 +14,19 @@
 //!   e.g. `.cache/containerd/2.1/usr/bin` after `test/fetch-containerd.sh`.
 //! - `SCRIBE_E2E_IMAGE_TAR`: use this image tarball instead of building one.
 //! - `SCRIBE_E2E_KEEP=1`: keep the temp dir of each instance (for debugging).
+//! - `SCRIBE_E2E_CONTAINERD_SOCKET`: use the containerd already serving this grpc socket (e.g.
+//!   `/run/containerd/containerd.sock` of containerd.service) instead of starting a private one;
+//!   each test works in its own namespace there and removes only what it made. Its root and
+//!   state: `SCRIBE_E2E_CONTAINERD_ROOT` / `_STATE` (default `/var/lib/containerd`,
+//!   `/run/containerd`). Used by the VM stage (test/vm).
+//! - `SCRIBE_E2E_PAUSE_TAR`: use this pod-sandbox image tarball instead of building one.
 
 pub mod bigstream;
 pub mod binlogger;
 pub mod cmd;
 pub mod containerd;
 pub mod cri;
+pub mod cri_client;
 pub mod events;
 pub mod procs;
 pub mod records;
@@ -175,6 +182,21 @@ pub fn image_tar() -> PathBuf {
         out
     })
     .clone()
+}
+
+/// The running containerd to use instead of a private one: `SCRIBE_E2E_CONTAINERD_SOCKET`.
+pub fn external_containerd_socket() -> Option<PathBuf> {
+    std::env::var_os("SCRIBE_E2E_CONTAINERD_SOCKET")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The path in environment variable `var`, else `default`.
+pub fn env_path(var: &str, default: &str) -> PathBuf {
+    std::env::var_os(var)
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| default.into())
 }
 
 /// A unique, valid container id with `prefix`.

@@ -8,97 +8,19 @@
 //! The pause image is built offline (`test/images/build-pause.sh`) and imported into
 //! `k8s.io` with the busybox test image; nothing is pulled. No CNI is needed.
 
-use k8s_cri::v1::image_service_client::ImageServiceClient;
-use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::*;
 use scribe_e2e::cri::*;
+use scribe_e2e::cri_client::Cri;
 use scribe_e2e::*;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use tonic::transport::{Channel, Endpoint, Uri};
 
-const RPC_TIMEOUT: Duration = Duration::from_secs(30);
 /// Lines the printer container writes to stdout / stderr.
 const OUT_LINES: usize = 3000;
 const ERR_LINES: usize = 200;
 /// A line longer than CRI's max_container_log_line_size (16 KiB): CRI splits it (P/F).
 const LONG_LINE: usize = 40_000;
-
-/// A CRI v1 client on its own current-thread tokio runtime. Dropping it removes the pods
-/// it created that are still there (so a failing test leaves no pod for teardown).
-struct Cri {
-    rt: tokio::runtime::Runtime,
-    rs: RuntimeServiceClient<Channel>,
-    is: ImageServiceClient<Channel>,
-    pods: std::cell::RefCell<Vec<String>>,
-}
-
-impl Cri {
-    /// Await one call, with a timeout.
-    fn block<T>(
-        &self,
-        call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-    ) -> Result<T, tonic::Status> {
-        self.rt.block_on(async {
-            match tokio::time::timeout(RPC_TIMEOUT, call).await {
-                Ok(r) => r.map(|r| r.into_inner()),
-                Err(_) => Err(tonic::Status::deadline_exceeded(format!(
-                    "no answer within {RPC_TIMEOUT:?}"
-                ))),
-            }
-        })
-    }
-    fn rs(&self) -> RuntimeServiceClient<Channel> {
-        self.rs.clone()
-    }
-    fn is(&self) -> ImageServiceClient<Channel> {
-        self.is.clone()
-    }
-
-    fn connect(sock: &Path) -> Cri {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        let sock = sock.to_path_buf();
-        let channel = rt
-            .block_on(
-                Endpoint::try_from("http://[::]:50051")
-                    .unwrap()
-                    .connect_timeout(Duration::from_secs(5))
-                    .connect_with_connector(tower::service_fn(move |_: Uri| {
-                        let sock = sock.clone();
-                        async move {
-                            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                                tokio::net::UnixStream::connect(sock).await?,
-                            ))
-                        }
-                    })),
-            )
-            .expect("connect to containerd's grpc socket");
-        Cri {
-            rs: RuntimeServiceClient::new(channel.clone()),
-            is: ImageServiceClient::new(channel),
-            rt,
-            pods: Default::default(),
-        }
-    }
-}
-
-impl Drop for Cri {
-    fn drop(&mut self) {
-        for id in self.pods.take() {
-            let _ = self.block(self.rs().stop_pod_sandbox(StopPodSandboxRequest {
-                pod_sandbox_id: id.clone(),
-            }));
-            let _ = self.block(
-                self.rs()
-                    .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id }),
-            );
-        }
-    }
-}
 
 /// Removes a directory tree on drop (the last field of `Env`, so after containerd is gone).
 struct DirGuard(PathBuf);

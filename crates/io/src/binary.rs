@@ -63,6 +63,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncReadExt, Interest};
 use tokio::net::unix::pipe;
 
+use crate::childenv::Child;
 use crate::uri::BinaryUri;
 
 /// The logger's descriptor for the container's stdout (`CONTAINER_STDOUT`).
@@ -177,8 +178,10 @@ impl BinaryLogger {
         let mut cmd = Command::new(path);
         cmd.args(uri.argv())
             .env_clear()
-            .env("CONTAINER_ID", container_id)
-            .env("CONTAINER_NAMESPACE", namespace)
+            .envs(crate::childenv::from_process(Child::Logger {
+                container_id,
+                namespace,
+            }))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());

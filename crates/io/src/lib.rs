@@ -10,6 +10,7 @@
 //! - [`jsonfile`]: the Docker `json-file` writer with rotation, compression and tags;
 //! - [`jsonlog`]: one process's json-file log shared by its two streams, reporting lost output;
 //! - [`runclog`]: reading the runtime's `log.json`;
+//! - [`childenv`]: the environment of the runtime and the logging binaries (no systemd variables);
 //! - [`relay`]: zero-copy `splice(2)`/`tee(2)` building blocks;
 //! - [`timefmt`]: the RFC 3339 timestamp form Docker and the log spec use.
 //!
@@ -17,6 +18,8 @@
 //! a current-thread runtime and must stay small per container.
 
 pub mod binary;
+#[warn(missing_docs)]
+pub mod childenv;
 pub mod console;
 #[warn(missing_docs)]
 pub mod framing;

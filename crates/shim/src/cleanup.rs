@@ -18,6 +18,7 @@ use std::time::SystemTime;
 use containerd_shim_protos::api::DeleteResponse;
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim_protos::protobuf::{Message, MessageField};
+use scribe_io::childenv::{self, Child};
 
 use scribe_events::{
     container_log_dir, ContainerEvent, ContainerLog, ContainerRecord, Level, RuntimeLog,
@@ -147,7 +148,9 @@ pub fn run(flags: &Flags) -> Result<(), String> {
     crate::task::validate_id(&flags.id)?;
     let settings = Settings::load(&bundle)?.unwrap_or_else(|| Settings::defaults(&flags.namespace));
     let mut cmd = Command::new(&settings.binary_name);
-    cmd.arg("--root")
+    cmd.env_clear()
+        .envs(childenv::from_process(Child::Runtime))
+        .arg("--root")
         .arg(&settings.root)
         .arg("--log")
         .arg(bundle.join("log.json"))

@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::{Message, MessageField};
 use containerd_shim_protos::types::introspection::{RuntimeInfo, RuntimeVersion};
+use scribe_io::childenv::{self, Child};
 
 use crate::options::Settings;
 
@@ -30,6 +31,8 @@ pub fn run() -> Result<(), String> {
         Some(any)
     };
     let out = Command::new(&settings.binary_name)
+        .env_clear()
+        .envs(childenv::from_process(Child::Runtime))
         .arg("features")
         .stdin(Stdio::null())
         .stderr(Stdio::piped())

@@ -43,11 +43,21 @@ async fn watch_oom(
     announce: Announcer,
 ) {
     let dir = watcher.cgroup_dir().to_path_buf();
+    // A read the watcher missed (the cgroup removed first) goes to the container's runtime.log.
+    let note = |watcher: &mut OomWatcher| {
+        if let Some(n) = watcher.take_note() {
+            log::info!(container = c.id.as_str(); "OOM watch: {n}");
+        }
+    };
     loop {
         tokio::select! {
             event = watcher.next() => match event {
-                Some(_) => announce_oom(&c, &dir, &announce),
+                Some(_) => {
+                    note(&mut watcher);
+                    announce_oom(&c, &dir, &announce);
+                }
                 None => {
+                    note(&mut watcher);
                     // The cgroup is gone; still answer the final check so the exit is not held up.
                     if let Ok(done) = final_check.await {
                         let _ = done.send(());
@@ -56,7 +66,9 @@ async fn watch_oom(
                 }
             },
             done = &mut final_check => {
-                if watcher.check_now() {
+                let oom = watcher.check_now();
+                note(&mut watcher);
+                if oom {
                     announce_oom(&c, &dir, &announce);
                 }
                 if let Ok(done) = done {

@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use scribe_events::{Level as EventLevel, RuntimeLog, RuntimeRecord, Timestamp};
+use scribe_io::childenv::{self, Child};
 use scribe_io::runclog::{Level, RuntimeLogFollower, RuntimeLogLine};
 use tokio::io::AsyncReadExt;
 
@@ -135,7 +136,9 @@ impl Runtime {
 
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.settings.binary_name);
-        cmd.arg("--root")
+        cmd.env_clear()
+            .envs(childenv::from_process(Child::Runtime))
+            .arg("--root")
             .arg(&self.settings.root)
             .arg("--log")
             .arg(&self.log)

@@ -7,7 +7,9 @@
 //! - v2: inotify on `memory.events`; an event is a rise of `oom_kill` (not `oom`: `oom` also counts
 //!   episodes where nothing was killed, and TaskOOM means "a process was OOM-killed", as in
 //!   containerd). The watch ends when `memory.events` goes away or `cgroup.events` says
-//!   `populated 0` (nothing left that could be killed).
+//!   `populated 0` (nothing left that could be killed). When the cgroup is removed before that
+//!   final read (systemd removes an emptied scope), the parent's hierarchical `oom_kill` stands
+//!   in, and the missed read is noted (`take_note`) for runtime.log.
 //!
 //! Bursts: one `OomEvent` per observed change, carrying how many increments it covers (v2: the
 //! `oom_kill` delta, v1: the eventfd counter). The shim publishes one TaskOOM per `OomEvent`,
@@ -83,6 +85,16 @@ impl OomWatcher {
         match &mut self.backend {
             Backend::V1(w) => w.check_now(),
             Backend::V2(w) => w.check_now(),
+        }
+    }
+
+    /// What the watcher has to report about a read it missed (v2: the cgroup was removed before
+    /// its final read, and what the parent's counters said instead), for the container's
+    /// runtime.log; None when nothing was missed since the last call.
+    pub fn take_note(&mut self) -> Option<String> {
+        match &mut self.backend {
+            Backend::V1(_) => None,
+            Backend::V2(w) => w.take_note(),
         }
     }
 
