@@ -416,7 +416,12 @@ fn versions(c: &Containerd, rts: &[Runtime]) -> Vec<(String, String)> {
         let mut text = if r.key == "scribe" {
             format!("{}: {}", r.name, r.version)
         } else {
-            format!("{} `{}`: {}", r.name, r.binary.display(), r.version)
+            format!(
+                "{} `{}`: {}",
+                r.name,
+                report::shown_path(&r.binary),
+                r.version
+            )
         };
         if r.key == "scribe" {
             text.push_str(&format!(

@@ -79,7 +79,7 @@ pub fn scribe(scribe_toml: &Path, bin_dir: &Path) -> Result<Runtime> {
             version.push_str(&format!(
                 ", built {} (run from a copy of {})",
                 t.stdout.trim(),
-                built.display()
+                crate::report::shown_path(&built)
             ));
         }
     }

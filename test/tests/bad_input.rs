@@ -173,3 +173,41 @@ fn container_ids_with_slash_or_dotdot_are_refused() {
     }
     c.assert_no_shims_no_mounts();
 }
+
+/// An Update whose payload is JSON but not `LinuxResources` (a limit that is a string, a
+/// negative CPU share) is refused by the shim's typed decoding as an invalid argument naming the
+/// field, and the container's memory limit stays.
+#[test]
+fn update_with_mistyped_resources_is_refused() {
+    let c = Containerd::start();
+    let api = c.tasks_api();
+    let id = "badupdate";
+    let t = std::time::Duration::from_secs(30);
+    c.ctr_ok(&c.run_args(&["-d", IMAGE, id, "sleep", "1000"]));
+    assert!(c.wait_task_status(id, "RUNNING", t), "{:?}", c.tasks());
+    let pid = c.task(id).map(|t| t.pid as i32).expect("init pid");
+    let before = procs::memory_limit(pid).unwrap_or_else(|e| panic!("{e}"));
+    for bad in [
+        serde_json::json!({ "memory": { "limit": "48M" } }),
+        serde_json::json!({ "cpu": { "shares": -1 } }),
+        serde_json::json!([1, 2]),
+    ] {
+        let err = api
+            .update_resources(id, &bad)
+            .expect_err(&format!("Update {bad} was accepted"));
+        println!("Update {bad}: {:?} {}", err.code(), err.message());
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{bad}: {err:?}");
+        assert!(
+            err.message().contains("not LinuxResources JSON"),
+            "{bad}: {}",
+            err.message()
+        );
+    }
+    assert_eq!(
+        procs::memory_limit(pid).unwrap_or_else(|e| panic!("{e}")),
+        before,
+        "a refused Update changed the memory limit"
+    );
+    c.kill_and_remove(id);
+    c.assert_no_shims_no_mounts();
+}

@@ -27,33 +27,23 @@ pub struct SpecInfo {
 }
 
 impl SpecInfo {
-    /// Reads what it can of `<bundle>/config.json`; a missing or malformed file yields nothing
-    /// here (the runtime reports it properly).
+    /// Reads what Scribe uses of `<bundle>/config.json`; a missing file or one that is not an
+    /// OCI runtime spec yields nothing here (the runtime reports it properly).
     pub fn read(bundle: &std::path::Path) -> SpecInfo {
-        let Ok(data) = std::fs::read(bundle.join("config.json")) else {
-            return SpecInfo::default();
-        };
-        let Ok(spec) = serde_json::from_slice::<serde_json::Value>(&data) else {
-            return SpecInfo::default();
-        };
-        let annotations = spec
-            .get("annotations")
-            .and_then(|a| a.as_object())
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let args = spec
-            .pointer("/process/args")
-            .and_then(|a| a.as_array())
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            });
-        SpecInfo { annotations, args }
+        crate::spec::load(bundle)
+            .map(|s| SpecInfo::of(&s))
+            .unwrap_or_default()
+    }
+
+    /// The parts of a parsed spec that Scribe uses.
+    pub fn of(spec: &crate::spec::Spec) -> SpecInfo {
+        SpecInfo {
+            annotations: spec
+                .annotations()
+                .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default(),
+            args: spec.args().cloned(),
+        }
     }
 
     /// The image reference, when an annotation carries it.
@@ -198,6 +188,23 @@ mod tests {
         assert!(e.contains("max-size"), "{e}");
         let e = resolve(&s, &spec(&[("io.scribe.container-log", "yes")])).unwrap_err();
         assert!(e.contains("io.scribe.container-log"), "{e}");
+    }
+
+    #[test]
+    fn spec_info_from_a_config_json() {
+        let spec = crate::spec::parse(
+            br#"{"ociVersion":"1.1.0","process":{"args":["sleep","9"],"cwd":"/"},
+                 "annotations":{"io.scribe.log.driver":"json-file"}}"#,
+        )
+        .expect("spec");
+        let info = SpecInfo::of(&spec);
+        assert_eq!(info.args, Some(vec!["sleep".to_string(), "9".to_string()]));
+        assert_eq!(
+            info.annotations.get(DRIVER_ANNOTATION).map(String::as_str),
+            Some("json-file")
+        );
+        let bare = SpecInfo::of(&crate::spec::parse(b"{}").expect("empty spec"));
+        assert!(bare.annotations.is_empty() && bare.args.is_none());
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod records;
 mod retention;
 mod runtime;
 mod socket;
+mod spec;
 mod start;
 mod stdio;
 mod task;

@@ -46,15 +46,11 @@ pub fn group_id(bundle: &Path, id: &str) -> String {
 }
 
 fn group_from_config(data: &[u8]) -> Option<String> {
-    let spec: serde_json::Value = serde_json::from_slice(data).ok()?;
-    let annotations = spec.get("annotations")?.as_object()?;
-    GROUP_ANNOTATIONS.iter().find_map(|key| {
-        annotations
-            .get(*key)
-            .and_then(|v| v.as_str())
-            .filter(|v| !v.is_empty())
-            .map(str::to_string)
-    })
+    let spec = crate::spec::parse(data).ok()?;
+    let annotations = spec.annotations()?;
+    GROUP_ANNOTATIONS
+        .iter()
+        .find_map(|key| annotations.get(*key).filter(|v| !v.is_empty()).cloned())
 }
 
 /// Runs the `start` command.

@@ -2,48 +2,33 @@
 //! hierarchy, `/proc/self/mountinfo` says where (and from which root) each hierarchy is mounted.
 //! The directories are resolved once, while the container's init is alive, so OOM watching and
 //! Stats keep working after it has exited (the cgroup lives until the runtime deletes it).
+//!
+//! `/proc/<pid>/cgroup` is read by cgroups-rs. Its mountinfo reader is not used: it does not undo
+//! mountinfo's octal escapes (a mount point with a space resolves to a path that does not
+//! exist), it turns a read error into "no cgroup mounts", and it skips `cgroup2` mounts, so v2
+//! hosts and mounts from a non-root cgroup (a cgroup namespace) need `parse_mountinfo` here.
 
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use super::files;
 use super::mode::{host_mode, Mode};
 
-/// One line of `/proc/<pid>/cgroup`: `hierarchy-id:controller,list:/path`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Membership {
-    /// The hierarchy id; 0 is the v2 hierarchy.
-    pub hierarchy: u32,
-    /// The controllers of a v1 hierarchy (`memory`, `cpu`, `name=systemd`); empty for v2.
-    pub controllers: Vec<String>,
-    /// The cgroup path, relative to the reader's cgroup namespace root.
-    pub path: String,
-}
+/// A process's cgroup per controller, as cgroups-rs reads `/proc/<pid>/cgroup`: controller name
+/// (`memory`, `cpu`, `name=systemd`) to cgroup path; the v2 hierarchy's path is under `""`.
+pub type Memberships = HashMap<String, String>;
 
-/// Parses the text of `/proc/<pid>/cgroup`.
-pub fn parse_proc_cgroup(text: &str, source: &Path) -> io::Result<Vec<Membership>> {
-    let mut out = Vec::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        // The path may itself contain ':', so split at the first two only.
-        let mut parts = line.splitn(3, ':');
-        let (Some(id), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(files::invalid(source, format!("line {line:?}")));
-        };
-        let hierarchy = id
-            .parse()
-            .map_err(|_| files::invalid(source, format!("hierarchy id in {line:?}")))?;
-        let controllers = ctrls
-            .split(',')
-            .filter(|c| !c.is_empty())
-            .map(str::to_owned)
-            .collect();
-        out.push(Membership {
-            hierarchy,
-            controllers,
-            path: path.to_owned(),
-        });
-    }
-    Ok(out)
+/// Reads `/proc/<pid>/cgroup` through cgroups-rs.
+fn memberships_of(pid: i32) -> io::Result<Memberships> {
+    let pid = u32::try_from(pid)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("pid {pid}")))?;
+    cgroups_rs::fs::cgroup::get_cgroups_relative_paths_by_pid(pid).map_err(|e| {
+        let kind = std::error::Error::source(&e)
+            .and_then(|s| s.downcast_ref::<io::Error>())
+            .map_or(io::ErrorKind::Other, io::Error::kind);
+        io::Error::new(kind, format!("reading /proc/{pid}/cgroup: {e}"))
+    })
 }
 
 /// A cgroup filesystem mount, from one line of `/proc/self/mountinfo`.
@@ -122,23 +107,19 @@ fn join(mount: &CgroupMount, path: &str) -> PathBuf {
 
 /// The directory of `controller` (a v1 controller name such as `memory`) for a process, or None
 /// when the host has no v1 hierarchy with that controller or the process is in none.
-pub fn v1_dir(procs: &[Membership], mounts: &[CgroupMount], controller: &str) -> Option<PathBuf> {
-    let member = procs
-        .iter()
-        .find(|m| m.hierarchy != 0 && m.controllers.iter().any(|c| c == controller))?;
+pub fn v1_dir(procs: &Memberships, mounts: &[CgroupMount], controller: &str) -> Option<PathBuf> {
+    let path = procs.get(controller)?;
     let mount = mounts
         .iter()
         .find(|m| !m.v2 && m.options.iter().any(|o| o == controller))?;
-    Some(join(mount, &member.path))
+    Some(join(mount, path))
 }
 
 /// The v2 directory of a process, or None when it has no v2 membership or no cgroup2 is mounted.
-pub fn v2_dir(procs: &[Membership], mounts: &[CgroupMount]) -> Option<PathBuf> {
-    let member = procs
-        .iter()
-        .find(|m| m.hierarchy == 0 && m.controllers.is_empty())?;
+pub fn v2_dir(procs: &Memberships, mounts: &[CgroupMount]) -> Option<PathBuf> {
+    let path = procs.get("")?;
     let mount = mounts.iter().find(|m| m.v2)?;
-    Some(join(mount, &member.path))
+    Some(join(mount, path))
 }
 
 /// The v1 controller directories of a container (None: the host lacks that controller).
@@ -167,8 +148,7 @@ impl ContainerCgroup {
     /// Resolves the cgroup of `pid` on this host.
     pub fn of_pid(pid: i32) -> io::Result<ContainerCgroup> {
         let mode = host_mode()?;
-        let proc_path = PathBuf::from(format!("/proc/{pid}/cgroup"));
-        let procs = parse_proc_cgroup(&files::read(&proc_path)?, &proc_path)?;
+        let procs = memberships_of(pid)?;
         let mi_path = Path::new("/proc/self/mountinfo");
         let mounts = parse_mountinfo(&files::read(mi_path)?, mi_path)?;
         Self::resolve(mode, &procs, &mounts).ok_or_else(|| {
@@ -182,7 +162,7 @@ impl ContainerCgroup {
     /// Resolves from already parsed tables (split out for tests).
     pub fn resolve(
         mode: Mode,
-        procs: &[Membership],
+        procs: &Memberships,
         mounts: &[CgroupMount],
     ) -> Option<ContainerCgroup> {
         if mode.is_unified() {
@@ -210,16 +190,14 @@ impl ContainerCgroup {
 mod tests {
     use super::*;
 
-    const SRC: &str = "/proc/1/cgroup";
-
-    /// `/proc/<pid>/cgroup` of a ctr container on a hybrid host (cpu and cpuacct co-mounted).
-    const HYBRID_CGROUP: &str = "\
-12:pids:/default/web
-11:memory:/default/web
-4:cpu,cpuacct:/default/web
-1:name=systemd:/default/web
-0::/default/web
-";
+    /// `/proc/<pid>/cgroup` of a ctr container on a hybrid host (cpu and cpuacct co-mounted), as
+    /// cgroups-rs returns it.
+    fn hybrid_procs() -> Memberships {
+        ["pids", "memory", "cpu", "cpuacct", "name=systemd", ""]
+            .iter()
+            .map(|c| (c.to_string(), "/default/web".to_string()))
+            .collect()
+    }
 
     /// The matching cgroup lines of `/proc/self/mountinfo` (plus one unrelated mount).
     const HYBRID_MOUNTINFO: &str = "\
@@ -233,34 +211,18 @@ mod tests {
 ";
 
     #[test]
-    fn parses_v1_and_v2_lines() {
-        let procs = parse_proc_cgroup(HYBRID_CGROUP, Path::new(SRC)).expect("valid");
-        assert_eq!(procs.len(), 5);
-        assert_eq!(
-            procs[2],
-            Membership {
-                hierarchy: 4,
-                controllers: vec!["cpu".into(), "cpuacct".into()],
-                path: "/default/web".into(),
-            }
-        );
-        assert_eq!(procs[3].controllers, vec!["name=systemd".to_string()]);
-        assert_eq!(procs[4].hierarchy, 0);
-        assert!(procs[4].controllers.is_empty());
-    }
-
-    #[test]
-    fn path_may_contain_colons_and_garbage_is_rejected() {
-        let procs = parse_proc_cgroup("0::/system.slice/a:b.scope\n", Path::new(SRC)).expect("ok");
-        assert_eq!(procs[0].path, "/system.slice/a:b.scope");
-        let err = parse_proc_cgroup("memory/x\n", Path::new(SRC)).expect_err("no colons");
-        assert!(err.to_string().contains(SRC), "{err}");
-        assert!(parse_proc_cgroup("x:memory:/a\n", Path::new(SRC)).is_err());
+    fn own_memberships_through_cgroups_rs() {
+        // Every Linux process is in some cgroup; a path with ':' (systemd scopes) stays whole.
+        let m = memberships_of(std::process::id() as i32).expect("own /proc/self/cgroup");
+        assert!(!m.is_empty());
+        assert!(m.values().all(|p| p.starts_with('/')), "{m:?}");
+        let err = memberships_of(i32::MAX).expect_err("no such pid");
+        assert!(err.to_string().contains("/proc/"), "{err}");
     }
 
     #[test]
     fn resolves_a_hybrid_host() {
-        let procs = parse_proc_cgroup(HYBRID_CGROUP, Path::new(SRC)).expect("valid");
+        let procs = hybrid_procs();
         let mounts = parse_mountinfo(HYBRID_MOUNTINFO, Path::new("mi")).expect("valid");
         assert_eq!(mounts.len(), 5, "ext4 and tmpfs are skipped");
         let cg = ContainerCgroup::resolve(Mode::Hybrid, &procs, &mounts).expect("resolves");
@@ -288,11 +250,11 @@ mod tests {
 
     #[test]
     fn resolves_a_unified_host() {
-        let procs = parse_proc_cgroup(
-            "0::/system.slice/containerd.service/k8s.io/abc\n",
-            Path::new(SRC),
-        )
-        .expect("valid");
+        let procs: Memberships = [(
+            String::new(),
+            "/system.slice/containerd.service/k8s.io/abc".to_string(),
+        )]
+        .into();
         let mounts = parse_mountinfo(
             "29 23 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot\n",
             Path::new("mi"),
@@ -316,7 +278,7 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(mounts[0].mount_point, PathBuf::from("/mnt/my cg"));
-        let procs = parse_proc_cgroup("3:memory:/outer/ns/id\n", Path::new(SRC)).expect("valid");
+        let procs: Memberships = [("memory".to_string(), "/outer/ns/id".to_string())].into();
         assert_eq!(
             v1_dir(&procs, &mounts, "memory"),
             Some(PathBuf::from("/mnt/my cg/ns/id"))

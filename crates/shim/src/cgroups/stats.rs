@@ -5,6 +5,12 @@
 //! Files a host or kernel may lack (memsw without swap accounting, memory.peak before 5.19, a
 //! controller not enabled) leave their fields at zero; a file that exists but cannot be read or
 //! parsed is an error naming it.
+//!
+//! Hand-written, not cgroups-rs's controllers (`MemController::memory_stat`,
+//! `CpuAcctController::cpuacct`, `PidController`): they return plain structs in which every file
+//! that cannot be read or parsed becomes 0 (`unwrap_or(0)` / `unwrap_or_default()`), so a broken
+//! file could not be told from an idle cgroup, which the policy above needs; and loading a
+//! `Cgroup` through `hierarchies::auto()` re-reads `/proc/self/mountinfo` on every Stats call.
 
 mod v1;
 mod v2;

@@ -160,17 +160,12 @@ impl Tasks {
         let any = req.resources.as_ref().ok_or_else(|| {
             Error::invalid(format!("container {id}: update carries no resources"))
         })?;
-        let resources: serde_json::Value = serde_json::from_slice(&any.value).map_err(|e| {
+        crate::spec::linux_resources(&any.value).map_err(|e| {
             Error::invalid(format!(
                 "container {id}: update resources ({}) are not LinuxResources JSON: {e}",
                 any.type_url
             ))
         })?;
-        if !resources.is_object() {
-            return Err(Error::invalid(format!(
-                "container {id}: update resources must be a JSON object"
-            )));
-        }
         c.init.check(Event::Update).map_err(refused(c, &c.init))?;
         let file = c.bundle.join("update-resources.json");
         std::fs::write(&file, &any.value).map_err(|e| {

@@ -8,6 +8,12 @@
 //! of 2 or more still means at least one OOM came first, so that is reported before the end.
 //! A lone OOM coalesced with the removal is indistinguishable and lost, which cannot matter for
 //! TaskOOM: the runtime only removes the cgroup at Delete, after `check_now` ran at the init's exit.
+//!
+//! The registration is written here rather than taken from cgroups-rs
+//! (`MemController::register_oom_event`, `fs::events::notify_on_oom_v1`): the crate registers the
+//! same eventfd but then spawns a blocking std thread per watched cgroup to read it and hands the
+//! events over an mpsc channel, and it does not offer the registration alone. A thread per
+//! container breaks the shim's one-thread design (and its idle goal of one thread per shim).
 
 use std::fs::File;
 use std::io;
