@@ -25,9 +25,10 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use nix::errno::Errno;
-use nix::fcntl::{openat, renameat, OFlag};
+use nix::fcntl::{openat, renameat, AtFlags, Flock, FlockArg, OFlag};
 use nix::sys::stat::{fstat, fstatat, mkdirat, Mode, SFlag};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 
@@ -84,6 +85,30 @@ fn not_regular() -> io::Error {
 
 /// Result of this crate's operations.
 pub type Result<T> = std::result::Result<T, SafeFsError>;
+
+/// What a directory entry is, as seen without following a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link (never followed).
+    Symlink,
+    /// A FIFO, socket or device.
+    Other,
+}
+
+/// An entry's `fstatat(AT_SYMLINK_NOFOLLOW)`: what it is, its size and its mtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    /// The entry's type.
+    pub kind: Kind,
+    /// `st_size` in bytes (of the link itself for a link).
+    pub size: u64,
+    /// `st_mtime`.
+    pub mtime: SystemTime,
+}
 
 /// A directory held open by fd; children are reached relative to it, never through a link.
 #[derive(Debug)]
@@ -316,6 +341,106 @@ impl SafeDir {
         check_name(&self.path, name)?;
         unlinkat(Some(self.fd.as_raw_fd()), name, UnlinkatFlags::NoRemoveDir)
             .map_err(|e| SafeFsError::new("remove", self.path.join(name), e.into()))
+    }
+
+    /// Describes `name` without following a link (`fstatat(AT_SYMLINK_NOFOLLOW)`).
+    pub fn stat_nofollow(&self, name: impl AsRef<OsStr>) -> Result<Stat> {
+        let name = name.as_ref();
+        check_name(&self.path, name)?;
+        let st = fstatat(
+            Some(self.fd.as_raw_fd()),
+            name,
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| SafeFsError::new("stat", self.path.join(name), e.into()))?;
+        let kind = match SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT {
+            SFlag::S_IFREG => Kind::File,
+            SFlag::S_IFDIR => Kind::Dir,
+            SFlag::S_IFLNK => Kind::Symlink,
+            _ => Kind::Other,
+        };
+        let mtime = SystemTime::UNIX_EPOCH
+            + Duration::new(
+                u64::try_from(st.st_mtime).unwrap_or(0),
+                u32::try_from(st.st_mtime_nsec).unwrap_or(0),
+            );
+        Ok(Stat {
+            kind,
+            size: u64::try_from(st.st_size).unwrap_or(0),
+            mtime,
+        })
+    }
+
+    /// Removes `name`: a directory tree, walked through directory fds without following links
+    /// and at most `max_depth` directories below `name` (deeper means planted: refused), or a
+    /// file or link (the link itself; its target is untouched).
+    pub fn remove_tree(&self, name: impl AsRef<OsStr>, max_depth: usize) -> Result<()> {
+        let name = name.as_ref();
+        if self.stat_nofollow(name)?.kind != Kind::Dir {
+            return self.remove(name);
+        }
+        if max_depth == 0 {
+            return Err(SafeFsError::new(
+                "remove",
+                self.path.join(name),
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "directory tree too deep: refused",
+                ),
+            ));
+        }
+        let dir = self.open_dir(name)?;
+        for entry in dir.entries()? {
+            dir.remove_tree(&entry, max_depth - 1)?;
+        }
+        unlinkat(Some(self.fd.as_raw_fd()), name, UnlinkatFlags::RemoveDir)
+            .map_err(|e| SafeFsError::new("remove directory", self.path.join(name), e.into()))
+    }
+
+    /// Bytes of the regular files in the tree `name` (or of `name` itself when a file); links,
+    /// special files, what cannot be read and what lies more than `max_depth` directories below
+    /// `name` count 0.
+    pub fn tree_size(&self, name: impl AsRef<OsStr>, max_depth: usize) -> u64 {
+        let name = name.as_ref();
+        let Ok(st) = self.stat_nofollow(name) else {
+            return 0;
+        };
+        match st.kind {
+            Kind::File => st.size,
+            Kind::Dir if max_depth > 0 => {
+                let Ok(dir) = self.open_dir(name) else {
+                    return 0;
+                };
+                dir.entries()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|n| dir.tree_size(n, max_depth - 1))
+                    .sum()
+            }
+            _ => 0,
+        }
+    }
+
+    /// Creates `name` anew (mode `mode` before umask) for writing: an existing file or link of
+    /// that name is removed first (the link, not its target), then the file is created with
+    /// `O_EXCL`. For marker files whose mtime says when.
+    pub fn replace_file(&self, name: impl AsRef<OsStr>, mode: u32) -> Result<File> {
+        let name = name.as_ref();
+        match self.remove(name) {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+        self.create_excl(name, mode)
+    }
+
+    /// Opens (creating, mode `mode` before umask) the lock file `name` and takes an exclusive
+    /// `flock` on it, waiting for it; released when the returned value is dropped.
+    pub fn lock_file(&self, name: impl AsRef<OsStr>, mode: u32) -> Result<Flock<File>> {
+        let name = name.as_ref();
+        let file = self.open_file("open", name, OFlag::O_RDWR | OFlag::O_CREAT, mode)?;
+        Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, e)| SafeFsError::new("flock", self.path.join(name), e.into()))
     }
 
     /// The names in this directory (without `.` and `..`), read once.

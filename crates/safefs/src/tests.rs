@@ -127,3 +127,104 @@ fn last_component_helper_refuses_a_link() {
     assert!(e.to_string().contains(SYMLINK_REFUSED), "{e}");
     assert_eq!(std::fs::read_to_string(&v).expect("read"), "precious\n");
 }
+
+#[test]
+fn stat_nofollow_describes_links_as_links() {
+    let (t, d) = root();
+    let v = victim(&t);
+    symlink(&v, t.path().join("link")).expect("symlink");
+    std::fs::create_dir(t.path().join("sub")).expect("mkdir");
+    let link = d.stat_nofollow("link").expect("stat link");
+    assert_eq!(link.kind, Kind::Symlink);
+    let file = d.stat_nofollow("victim").expect("stat file");
+    assert_eq!((file.kind, file.size), (Kind::File, 9));
+    assert_eq!(d.stat_nofollow("sub").expect("stat dir").kind, Kind::Dir);
+    assert!(d
+        .stat_nofollow("missing")
+        .expect_err("missing")
+        .is_not_found());
+}
+
+#[test]
+fn remove_tree_unlinks_planted_links_and_leaves_their_targets() {
+    let (t, d) = root();
+    let v = victim(&t);
+    let outside = t.path().join("outside");
+    std::fs::create_dir_all(outside.join("deep")).expect("mkdir outside");
+    std::fs::write(outside.join("deep/keep"), "precious\n").expect("write");
+    let c = t.path().join("c");
+    std::fs::create_dir_all(c.join("sub")).expect("mkdir c");
+    std::fs::write(c.join("sub/log"), "x").expect("write");
+    symlink(&v, c.join("sub/file-link")).expect("symlink file");
+    symlink(&outside, c.join("dir-link")).expect("symlink dir");
+    d.remove_tree("c", 8).expect("remove tree");
+    assert!(!c.exists());
+    assert_eq!(std::fs::read_to_string(&v).expect("victim"), "precious\n");
+    assert_eq!(
+        std::fs::read_to_string(outside.join("deep/keep")).expect("outside"),
+        "precious\n"
+    );
+    // A link given as the tree itself is removed as a link.
+    symlink(&outside, t.path().join("top-link")).expect("symlink top");
+    d.remove_tree("top-link", 8).expect("remove link");
+    assert!(std::fs::symlink_metadata(t.path().join("top-link")).is_err());
+    assert!(outside.join("deep/keep").exists());
+}
+
+#[test]
+fn remove_tree_refuses_a_tree_deeper_than_asked() {
+    let (t, d) = root();
+    std::fs::create_dir_all(t.path().join("a/b/c")).expect("mkdir");
+    assert!(d.remove_tree("a", 2).is_err());
+    assert!(t.path().join("a/b/c").exists());
+    d.remove_tree("a", 3).expect("remove");
+    assert!(!t.path().join("a").exists());
+}
+
+#[test]
+fn tree_size_counts_files_not_link_targets() {
+    let (t, d) = root();
+    let v = victim(&t);
+    std::fs::create_dir_all(t.path().join("c/sub")).expect("mkdir");
+    std::fs::write(t.path().join("c/a"), [0u8; 100]).expect("write");
+    std::fs::write(t.path().join("c/sub/b"), [0u8; 20]).expect("write");
+    symlink(&v, t.path().join("c/link")).expect("symlink file");
+    symlink(t.path(), t.path().join("c/sub/loop")).expect("symlink dir");
+    assert_eq!(d.tree_size("c", 8), 120);
+    assert_eq!(d.tree_size("c", 1), 100);
+    assert_eq!(d.tree_size("missing", 8), 0);
+}
+
+#[test]
+fn replace_file_replaces_a_planted_link_without_writing_its_target() {
+    let (t, d) = root();
+    let v = victim(&t);
+    symlink(&v, t.path().join("marker")).expect("symlink");
+    let mut f = d.replace_file("marker", 0o644).expect("replace");
+    f.write_all(b"now\n").expect("write");
+    assert_eq!(std::fs::read_to_string(&v).expect("victim"), "precious\n");
+    let m = std::fs::symlink_metadata(t.path().join("marker")).expect("marker");
+    assert!(m.file_type().is_file());
+    // Again over the existing file: a fresh file.
+    d.replace_file("marker", 0o644).expect("replace again");
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("marker")).expect("read"),
+        ""
+    );
+}
+
+#[test]
+fn lock_file_is_exclusive_and_refuses_a_link() {
+    let (t, d) = root();
+    let v = victim(&t);
+    let held = d.lock_file(".lock", 0o600).expect("lock");
+    let other = std::fs::File::open(t.path().join(".lock")).expect("open");
+    assert!(Flock::lock(other, FlockArg::LockExclusiveNonblock).is_err());
+    drop(held);
+    let other = std::fs::File::open(t.path().join(".lock")).expect("open");
+    assert!(Flock::lock(other, FlockArg::LockExclusiveNonblock).is_ok());
+    symlink(&v, t.path().join("linked.lock")).expect("symlink");
+    let e = d.lock_file("linked.lock", 0o600).expect_err("link");
+    assert!(e.to_string().contains(SYMLINK_REFUSED), "{e}");
+    assert_eq!(std::fs::read_to_string(&v).expect("victim"), "precious\n");
+}
