@@ -10,27 +10,25 @@
 //! marker of a reused id. A directory marked after the prune began (by a container of the
 //! pruning shim itself, say) counts towards the size but is left to the next start.
 //!
-//! Nothing here follows a symbolic link below the admin's root: directories are opened relative to
-//! their parent's fd with `O_NOFOLLOW | O_DIRECTORY`, entries are examined with
-//! `fstatat(AT_SYMLINK_NOFOLLOW)` and removed with `unlinkat` (a link is removed, never
-//! followed). A marked directory is renamed to `.removing-<id>` under a namespace lock before it
-//! is emptied, so a Create reusing the id at that moment gets a fresh directory rather than
-//! losing its files; a removal cut short (the shim killed) is finished by the next prune.
+//! Nothing here follows a symbolic link below the admin's root: every directory and file is
+//! reached through [`scribe_safefs::SafeDir`] (directories opened relative to their parent's fd
+//! with `O_NOFOLLOW | O_DIRECTORY`, entries examined with `fstatat(AT_SYMLINK_NOFOLLOW)` and
+//! removed with `unlinkat`: a link is removed, never followed; the marker and the lock file are
+//! regular files opened `O_NOFOLLOW`). A marked directory is renamed to `.removing-<id>` under
+//! a namespace lock before it is emptied, so a Create reusing the id at that moment gets a fresh
+//! directory rather than losing its files; a removal cut short (the shim killed) is finished by
+//! the next prune.
 //!
 //! Failure policy: retention never fails an operation; what it cannot do is logged with the path
 //! and the error, and the next shim start tries again.
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use nix::dir::Dir;
-use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg, OFlag};
-use nix::sys::stat::{Mode, SFlag};
-use nix::unistd::UnlinkatFlags;
+use nix::fcntl::Flock;
+use scribe_safefs::{self as safefs, Kind, SafeDir};
 
 use crate::options::Settings;
 
@@ -118,125 +116,24 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     Ok(v as u64)
 }
 
-/// A directory fd, and the path it was opened as (for messages).
-struct DirFd {
-    dir: Dir,
-    path: std::path::PathBuf,
-}
-
-impl DirFd {
-    /// Opens the admin's root (`LogRoot`, `JsonFileRoot`): links in the admin's own path are
-    /// the admin's choice.
-    fn root(path: &Path) -> nix::Result<DirFd> {
-        let dir = Dir::open(
-            path,
-            OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )?;
-        Ok(DirFd {
-            dir,
-            path: path.to_path_buf(),
-        })
+/// Opens the admin's root (`LogRoot`, `JsonFileRoot`; links in the admin's own path are the
+/// admin's choice), then `names` below it without following links.
+fn open_under(root: &Path, names: &[&str]) -> safefs::Result<SafeDir> {
+    let mut dir = SafeDir::open_root(root, false, 0)?;
+    for name in names {
+        dir = dir.open_dir(name)?;
     }
-
-    /// Opens `name` in this directory, refusing a symbolic link.
-    fn sub(&self, name: &str) -> nix::Result<DirFd> {
-        let dir = Dir::openat(
-            Some(self.fd()),
-            name,
-            OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )?;
-        Ok(DirFd {
-            dir,
-            path: self.path.join(name),
-        })
-    }
-
-    fn fd(&self) -> RawFd {
-        self.dir.as_raw_fd()
-    }
-
-    /// The entries' names, without `.` and `..` (read whole before anything is removed).
-    fn names(&mut self) -> nix::Result<Vec<String>> {
-        let mut out = Vec::new();
-        for entry in self.dir.iter() {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name != "." && name != ".." {
-                out.push(name);
-            }
-        }
-        Ok(out)
-    }
-
-    /// `fstatat` without following a link: (is a directory, size, mtime).
-    fn stat(&self, name: &str) -> nix::Result<(SFlag, u64, SystemTime)> {
-        let st = nix::sys::stat::fstatat(
-            Some(self.fd()),
-            name,
-            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-        )?;
-        let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
-        let mtime = SystemTime::UNIX_EPOCH
-            + Duration::new(
-                u64::try_from(st.st_mtime).unwrap_or(0),
-                u32::try_from(st.st_mtime_nsec).unwrap_or(0),
-            );
-        Ok((kind, u64::try_from(st.st_size).unwrap_or(0), mtime))
-    }
-}
-
-/// Removes `name` in `parent`: a directory tree (walked without following links, at most
-/// [`MAX_DEPTH`] deep), or a file or link.
-fn remove_tree(parent: &DirFd, name: &str, depth: usize) -> Result<(), String> {
-    let fail = |op: &str, e: Errno| format!("{op} {}: {e}", parent.path.join(name).display());
-    let (kind, _, _) = parent.stat(name).map_err(|e| fail("stat", e))?;
-    if kind == SFlag::S_IFDIR {
-        if depth >= MAX_DEPTH {
-            return Err(fail("remove (too deep)", Errno::ELOOP));
-        }
-        let mut dir = parent.sub(name).map_err(|e| fail("open", e))?;
-        for entry in dir.names().map_err(|e| fail("list", e))? {
-            remove_tree(&dir, &entry, depth + 1)?;
-        }
-        nix::unistd::unlinkat(Some(parent.fd()), name, UnlinkatFlags::RemoveDir)
-            .map_err(|e| fail("rmdir", e))
-    } else {
-        nix::unistd::unlinkat(Some(parent.fd()), name, UnlinkatFlags::NoRemoveDir)
-            .map_err(|e| fail("unlink", e))
-    }
-}
-
-/// Bytes of the regular files in a tree (links and anything deeper than [`MAX_DEPTH`] count 0).
-fn tree_size(parent: &DirFd, name: &str, depth: usize) -> u64 {
-    let Ok((kind, size, _)) = parent.stat(name) else {
-        return 0;
-    };
-    if kind == SFlag::S_IFREG {
-        return size;
-    }
-    if kind != SFlag::S_IFDIR || depth >= MAX_DEPTH {
-        return 0;
-    }
-    let Ok(mut dir) = parent.sub(name) else {
-        return 0;
-    };
-    dir.names()
-        .unwrap_or_default()
-        .iter()
-        .map(|n| tree_size(&dir, n, depth + 1))
-        .sum()
+    Ok(dir)
 }
 
 /// The namespace directories of `settings`: `LogRoot/<ns>` and, when different,
 /// `JsonFileRoot/<ns>` (`None` where it does not exist).
-fn namespace_dirs(settings: &Settings, namespace: &str) -> (Option<DirFd>, Option<DirFd>) {
-    let open = |root: &str| match DirFd::root(Path::new(root)).and_then(|r| r.sub(namespace)) {
+fn namespace_dirs(settings: &Settings, namespace: &str) -> (Option<SafeDir>, Option<SafeDir>) {
+    let open = |root: &str| match open_under(Path::new(root), &[namespace]) {
         Ok(d) => Some(d),
-        Err(Errno::ENOENT) => None,
+        Err(e) if e.is_not_found() => None,
         Err(e) => {
-            log::warn!("log retention: opening {root}/{namespace}: {e}");
+            log::warn!("log retention: {e}");
             None
         }
     };
@@ -249,19 +146,8 @@ fn namespace_dirs(settings: &Settings, namespace: &str) -> (Option<DirFd>, Optio
 }
 
 /// Holds the namespace's lock file (`flock`, released on drop).
-fn lock(ns_dir: &DirFd) -> Result<Flock<File>, String> {
-    let path = ns_dir.path.join(LOCK);
-    let fd = nix::fcntl::openat(
-        Some(ns_dir.fd()),
-        LOCK,
-        OFlag::O_CREAT | OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::from_bits_truncate(0o600),
-    )
-    .map_err(|e| format!("open {}: {e}", path.display()))?;
-    // SAFETY: `fd` was just opened and is owned by nothing else.
-    let file = unsafe { File::from_raw_fd(fd) };
-    Flock::lock(file, FlockArg::LockExclusive)
-        .map_err(|(_, e)| format!("flock {}: {e}", path.display()))
+fn lock(ns_dir: &SafeDir) -> Result<Flock<File>, String> {
+    ns_dir.lock_file(LOCK, 0o600).map_err(|e| e.to_string())
 }
 
 /// At Create: the container's directory is in use (again): a marker left by an earlier
@@ -276,16 +162,14 @@ pub fn on_create(settings: &Settings, namespace: &str, id: &str) {
     unmark(&ns_dir, id);
 }
 
-fn unmark(ns_dir: &DirFd, id: &str) {
-    let Ok(dir) = ns_dir.sub(id) else {
+fn unmark(ns_dir: &SafeDir, id: &str) {
+    let Ok(dir) = ns_dir.open_dir(id) else {
         return;
     };
-    match nix::unistd::unlinkat(Some(dir.fd()), MARKER, UnlinkatFlags::NoRemoveDir) {
-        Ok(()) | Err(Errno::ENOENT) => {}
-        Err(e) => log::warn!(
-            container = id, error:% = e;
-            "log retention: removing {}", dir.path.join(MARKER).display()
-        ),
+    match dir.remove(MARKER) {
+        Ok(()) => {}
+        Err(e) if e.is_not_found() => {}
+        Err(e) => log::warn!(container = id, error:% = e; "log retention: unmarking"),
     }
 }
 
@@ -298,13 +182,13 @@ pub fn on_delete(settings: &Settings, namespace: &str, id: &str) {
     let (logs, json) = namespace_dirs(settings, namespace);
     if settings.log_retention_secs == 0 {
         for ns_dir in [logs, json].into_iter().flatten() {
-            if ns_dir.stat(id).is_err() {
+            if ns_dir.stat_nofollow(id).is_err() {
                 continue;
             }
-            match remove_tree(&ns_dir, id, 0) {
+            match ns_dir.remove_tree(id, MAX_DEPTH) {
                 Ok(()) => log::debug!(
                     container = id;
-                    "log retention 0: removed {}", ns_dir.path.join(id).display()
+                    "log retention 0: removed {}", ns_dir.path().join(id).display()
                 ),
                 Err(e) => log::warn!(
                     container = id, error:% = e;
@@ -316,8 +200,8 @@ pub fn on_delete(settings: &Settings, namespace: &str, id: &str) {
     }
     // The mark lives in the LogRoot directory; a container with only a json-file log under
     // JsonFileRoot (records off) gets an empty LogRoot directory to hold it.
-    let has_json = json.as_ref().is_some_and(|j| j.stat(id).is_ok());
-    let dir = match logs.as_ref().map(|l| l.sub(id)) {
+    let has_json = json.as_ref().is_some_and(|j| j.stat_nofollow(id).is_ok());
+    let dir = match logs.as_ref().map(|l| l.open_dir(id)) {
         Some(Ok(d)) => d,
         _ if has_json => match marker_dir(settings, namespace, id) {
             Ok(d) => d,
@@ -328,21 +212,12 @@ pub fn on_delete(settings: &Settings, namespace: &str, id: &str) {
         },
         _ => return,
     };
-    let path = dir.path.join(MARKER);
-    let written = nix::fcntl::openat(
-        Some(dir.fd()),
-        MARKER,
-        OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_TRUNC | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::from_bits_truncate(0o644),
-    )
-    .map_err(std::io::Error::from)
-    .and_then(|fd| {
-        // SAFETY: `fd` was just opened and is owned by nothing else.
-        let mut f = unsafe { File::from_raw_fd(fd) };
-        writeln!(f, "{}", scribe_events::Timestamp::now())
-    });
+    let written = dir
+        .replace_file(MARKER, 0o644)
+        .map_err(std::io::Error::from)
+        .and_then(|mut f| writeln!(f, "{}", scribe_events::Timestamp::now()));
     if let Err(e) = written {
-        log::warn!(container = id, error:% = e; "log retention: writing {}", path.display());
+        log::warn!(container = id, error:% = e; "log retention: marking");
     }
 }
 
@@ -355,35 +230,16 @@ pub fn open_record_file(
     id: &str,
     name: &str,
 ) -> Result<File, String> {
-    let dir = DirFd::root(root)
-        .and_then(|r| r.sub(namespace))
-        .and_then(|n| n.sub(id))
-        .map_err(|e| format!("open {}: {e}", root.join(namespace).join(id).display()))?;
-    let fd = nix::fcntl::openat(
-        Some(dir.fd()),
-        name,
-        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| format!("open {}: {e}", dir.path.join(name).display()))?;
-    // SAFETY: `fd` was just opened and is owned by nothing else.
-    Ok(unsafe { File::from_raw_fd(fd) })
+    open_under(root, &[namespace, id])
+        .and_then(|dir| dir.open_read(name))
+        .map_err(|e| e.to_string())
 }
 
 /// Creates (0755, not following links) `<LogRoot>/<ns>/<id>` as far as missing, and opens it.
-fn marker_dir(settings: &Settings, namespace: &str, id: &str) -> Result<DirFd, String> {
-    let mut dir = DirFd::root(Path::new(&settings.log_root))
-        .map_err(|e| format!("open {}: {e}", settings.log_root))?;
-    for name in [namespace, id] {
-        match nix::sys::stat::mkdirat(Some(dir.fd()), name, Mode::from_bits_truncate(0o755)) {
-            Ok(()) | Err(Errno::EEXIST) => {}
-            Err(e) => return Err(format!("mkdir {}: {e}", dir.path.join(name).display())),
-        }
-        dir = dir
-            .sub(name)
-            .map_err(|e| format!("open {}: {e}", dir.path.join(name).display()))?;
-    }
-    Ok(dir)
+fn marker_dir(settings: &Settings, namespace: &str, id: &str) -> Result<SafeDir, String> {
+    SafeDir::open_root(Path::new(&settings.log_root), false, 0)
+        .and_then(|root| root.create_dir_all([namespace, id], 0o755))
+        .map_err(|e| e.to_string())
 }
 
 /// One container directory of a namespace, as a prune sees it.
@@ -435,25 +291,33 @@ pub fn prune(settings: &Settings, namespace: &str) -> Pruned {
     if scribe_events::check_component("namespace", namespace).is_err() {
         return done;
     }
-    let (Some(mut logs), mut json) = namespace_dirs(settings, namespace) else {
+    let (Some(logs), json) = namespace_dirs(settings, namespace) else {
         return done;
     };
-    let names = match logs.names() {
-        Ok(n) => n,
+    // Names that are not UTF-8 are no container's (ids are checked at Create): left alone.
+    let utf8 = |names: Vec<std::ffi::OsString>| -> Vec<String> {
+        names
+            .into_iter()
+            .filter_map(|n| n.into_string().ok())
+            .collect()
+    };
+    let names = match logs.entries() {
+        Ok(n) => utf8(n),
         Err(e) => {
-            log::warn!("log retention: listing {}: {e}", logs.path.display());
+            log::warn!("log retention: {e}");
             return done;
         }
     };
     // Removals cut short earlier are finished first.
     let json_names = json
-        .as_mut()
-        .and_then(|j| j.names().ok())
+        .as_ref()
+        .and_then(|j| j.entries().ok())
+        .map(utf8)
         .unwrap_or_default();
     for (ns_dir, list) in [(Some(&logs), &names), (json.as_ref(), &json_names)] {
         let Some(ns_dir) = ns_dir else { continue };
         for n in list.iter().filter(|n| n.starts_with(REMOVING)) {
-            if let Err(e) = remove_tree(ns_dir, n, 0) {
+            if let Err(e) = ns_dir.remove_tree(n, MAX_DEPTH) {
                 log::warn!(error:% = e; "log retention: finishing an earlier removal");
             }
         }
@@ -462,18 +326,18 @@ pub fn prune(settings: &Settings, namespace: &str) -> Pruned {
         .iter()
         .filter(|n| !n.starts_with('.'))
         .filter_map(|n| {
-            let (kind, _, _) = logs.stat(n).ok()?;
-            if kind != SFlag::S_IFDIR {
+            if logs.stat_nofollow(n).ok()?.kind != Kind::Dir {
                 return None;
             }
             let deleted = logs
-                .sub(n)
+                .open_dir(n)
                 .ok()
-                .and_then(|d| d.stat(MARKER).ok())
-                .filter(|(k, _, _)| *k == SFlag::S_IFREG)
-                .map(|(_, _, mtime)| mtime)
+                .and_then(|d| d.stat_nofollow(MARKER).ok())
+                .filter(|st| st.kind == Kind::File)
+                .map(|st| st.mtime)
                 .filter(|mtime| *mtime <= started);
-            let size = tree_size(&logs, n, 0) + json.as_ref().map_or(0, |j| tree_size(j, n, 0));
+            let size = logs.tree_size(n, MAX_DEPTH)
+                + json.as_ref().map_or(0, |j| j.tree_size(n, MAX_DEPTH));
             Some(Entry {
                 name: n.clone(),
                 size,
@@ -499,11 +363,14 @@ pub fn prune(settings: &Settings, namespace: &str) -> Pruned {
                     return done;
                 }
             };
-            let marked = logs.sub(&name).ok().is_some_and(|d| d.stat(MARKER).is_ok());
+            let marked = logs
+                .open_dir(&name)
+                .ok()
+                .is_some_and(|d| d.stat_nofollow(MARKER).is_ok());
             if !marked || rename(&logs, &name, &removing).is_err() {
                 continue;
             }
-            if let Some(j) = json.as_ref().filter(|j| j.stat(&name).is_ok()) {
+            if let Some(j) = json.as_ref().filter(|j| j.stat_nofollow(&name).is_ok()) {
                 if let Err(e) = rename(j, &name, &removing) {
                     log::warn!(container = name.as_str(), error:% = e; "log retention: moving json-file logs");
                 }
@@ -511,10 +378,10 @@ pub fn prune(settings: &Settings, namespace: &str) -> Pruned {
         }
         let mut ok = true;
         for ns_dir in [Some(&logs), json.as_ref()].into_iter().flatten() {
-            if ns_dir.stat(&removing).is_err() {
+            if ns_dir.stat_nofollow(&removing).is_err() {
                 continue;
             }
-            if let Err(e) = remove_tree(ns_dir, &removing, 0) {
+            if let Err(e) = ns_dir.remove_tree(&removing, MAX_DEPTH) {
                 ok = false;
                 log::warn!(container = name.as_str(), error:% = e; "log retention: removing logs");
             }
@@ -531,9 +398,8 @@ pub fn prune(settings: &Settings, namespace: &str) -> Pruned {
 }
 
 /// Renames `from` to `to` in one directory.
-fn rename(dir: &DirFd, from: &str, to: &str) -> Result<(), String> {
-    nix::fcntl::renameat(Some(dir.fd()), from, Some(dir.fd()), to)
-        .map_err(|e| format!("rename {} to {to}: {e}", dir.path.join(from).display()))
+fn rename(dir: &SafeDir, from: &str, to: &str) -> Result<(), String> {
+    dir.rename(from, to).map_err(|e| format!("{e} to {to}"))
 }
 
 #[cfg(test)]
