@@ -126,13 +126,20 @@ fn sigterm_reports_143() {
         id,
         "sh",
         "-c",
-        "trap 'exit 143' TERM; sleep 1000 & wait",
+        "trap 'exit 143' TERM; touch /tmp/trap-set; sleep 1000 & wait",
     ]));
     assert!(
         c.wait_task_status(id, "RUNNING", T),
         "task not running: {:?}",
         c.tasks()
     );
+    // RUNNING comes before sh has set its trap; a SIGTERM before it would be ignored by pid 1.
+    let marker = c.bundle_dir(id).join("rootfs/tmp/trap-set");
+    let t0 = std::time::Instant::now();
+    while !marker.exists() {
+        assert!(t0.elapsed() < T, "sh never set its TERM trap ({marker:?})");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     // `ctr task kill` sends SIGTERM by default
     c.ctr_ok(&["task", "kill", id]);
     assert_eq!(ev.wait_exit(id, T), Some(143), "events:\n{}", ev.dump());
