@@ -1,8 +1,8 @@
 //! The long-lived shim process: serves the Task API on the socket `start` bound.
 //!
 //! One thread: a tokio current_thread runtime runs the ttrpc server, the reaper, the stdio
-//! copies and the event publisher. At start, a second thread prunes old log directories
-//! (`retention`) once and ends.
+//! copies and the event publisher. At start, a child process prunes old log directories
+//! (`retention`) once and exits.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
@@ -12,6 +12,7 @@ use std::time::Duration;
 use containerd_shim_protos::shim_async::create_task;
 use containerd_shim_protos::ttrpc::r#async::Server;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::unistd::ForkResult;
 use scribe_events::Publisher;
 use tokio::sync::Notify;
 
@@ -136,8 +137,11 @@ async fn serve(flags: &Flags) -> Result<(), String> {
     Ok(())
 }
 
-/// Prunes the namespace's deleted containers' log directories once, on a thread of its own that
-/// ends when done (the service thread goes on serving; nothing wakes an idle shim later).
+/// Prunes the namespace's deleted containers' log directories once, in a child process that
+/// exits when done (the service thread goes on serving; nothing wakes an idle shim later).
+///
+/// A child, not a thread: a thread's stack and malloc arena stay resident after it ends, and
+/// that cost every idle shim 32 KiB of USS (336 against 304 KiB, `scribe-bench --idle 20`).
 fn start_log_pruning(flags: &Flags) {
     let settings = match crate::start::bundle_dir(flags).and_then(|b| Settings::load(&b)) {
         Ok(Some(s)) => s,
@@ -147,11 +151,12 @@ fn start_log_pruning(flags: &Flags) {
             return;
         }
     };
-    let namespace = flags.namespace.clone();
-    let spawned = std::thread::Builder::new()
-        .name("log-retention".into())
-        .spawn(move || {
-            let p = crate::retention::prune(&settings, &namespace);
+    // SAFETY: the shim has one thread here (a current-thread runtime; no container, so no
+    // rotation thread, exists yet), so no lock is held by a thread the child would not have.
+    // The child only prunes and logs, then leaves with _exit: no destructor, no runtime.
+    match unsafe { nix::unistd::fork() } {
+        Ok(ForkResult::Child) => {
+            let p = crate::retention::prune(&settings, &flags.namespace);
             if p.removed > 0 {
                 log::info!(
                     "log retention: removed {} deleted containers' log directories ({} bytes) under {}",
@@ -160,9 +165,22 @@ fn start_log_pruning(flags: &Flags) {
                     settings.log_root
                 );
             }
-        });
-    if let Err(e) = spawned {
-        log::warn!(error:% = e; "log retention: starting the prune");
+            // SAFETY: ends the child at once, without running the parent's destructors.
+            unsafe { libc::_exit(0) }
+        }
+        Ok(ForkResult::Parent { child }) => {
+            // Subscribed before this task yields, so the reaper hands the exit here and never
+            // keeps it as unclaimed for a later process with the same pid.
+            let exited = Reaper::global().subscribe(child.as_raw());
+            tokio::spawn(async move {
+                match exited.await {
+                    Ok(0) => {}
+                    Ok(code) => log::warn!("log retention: the prune exited with {code}"),
+                    Err(_) => log::warn!("log retention: the prune's exit was not seen"),
+                }
+            });
+        }
+        Err(e) => log::warn!(error:% = e; "log retention: fork for the prune"),
     }
 }
 
