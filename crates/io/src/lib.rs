@@ -22,6 +22,8 @@ pub mod binary;
 pub mod childenv;
 pub mod console;
 #[warn(missing_docs)]
+pub mod drivers;
+#[warn(missing_docs)]
 pub mod framing;
 #[warn(missing_docs)]
 pub mod jsonfile;
