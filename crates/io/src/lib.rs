@@ -8,7 +8,7 @@
 //!   `binary://`, `binary-v2://`, none);
 //! - [`framing`]: Docker-compatible line framing with partial lines;
 //! - [`jsonfile`]: the Docker `json-file` writer with rotation, compression and tags;
-//! - [`jsonlog`]: one process's json-file log shared by its two streams, reporting lost output;
+//! - [`drivers`]: the log drivers (json-file, ...) every framed message goes to;
 //! - [`runclog`]: reading the runtime's `log.json`;
 //! - [`childenv`]: the environment of the runtime and the logging binaries (no systemd variables);
 //! - [`relay`]: zero-copy `splice(2)`/`tee(2)` building blocks;
@@ -27,8 +27,6 @@ pub mod drivers;
 pub mod framing;
 #[warn(missing_docs)]
 pub mod jsonfile;
-#[warn(missing_docs)]
-pub mod jsonlog;
 mod percent;
 #[warn(missing_docs)]
 pub mod relay;
@@ -44,12 +42,12 @@ pub mod timefmt;
 #[warn(missing_docs)]
 pub mod uri;
 
+pub use drivers::json_file::JsonLog;
+pub use drivers::{DriverReporter, LogDriver};
 pub use framing::{LineFramer, Message, PartialInfo, DEFAULT_MAX_LINE};
 pub use jsonfile::{
-    JsonFileError, JsonFileOptions, JsonFileReport, JsonFileReporter, JsonFileStats,
-    JsonFileWriter, TagInfo,
+    JsonFileError, JsonFileOptions, JsonFileReport, JsonFileStats, JsonFileWriter, TagInfo,
 };
-pub use jsonlog::JsonLog;
 pub use runclog::{last_error, Level, RuntimeLogFollower, RuntimeLogLine};
 pub use stream::Stream;
 pub use uri::{BinaryUri, StdioUri, UriError};

@@ -22,8 +22,9 @@ use tokio::net::unix::pipe;
 use tokio::task::JoinHandle;
 
 use crate::binary::{BinaryLogger, DEFAULT_READY_TIMEOUT};
-use crate::framing::LineFramer;
-pub use crate::jsonlog::JsonLog;
+use crate::drivers::feed::DriverFeed;
+pub use crate::drivers::json_file::JsonLog;
+pub use crate::drivers::Drivers;
 use crate::relay::{splice_some, CHUNK};
 use crate::stream::Stream;
 use crate::uri::StdioUri;
@@ -57,8 +58,8 @@ pub struct Relay {
     stdin: Option<JoinHandle<()>>,
     logger: Option<BinaryLogger>,
     console: Option<std::sync::Arc<AsyncFd<OwnedFd>>>,
-    /// The json-file log the outputs feed, to wait for its rotation in [`Relay::drain`].
-    json: Option<std::sync::Arc<JsonLog>>,
+    /// The log drivers the outputs feed, to wait for them in [`Relay::drain`].
+    drivers: Drivers,
 }
 
 fn ctx(e: io::Error, what: &str, path: &Path) -> io::Error {
@@ -74,7 +75,7 @@ fn new_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 enum Sink {
     /// A FIFO, with the read end we hold to keep it from breaking when its reader goes away.
     Fifo { tx: pipe::Sender, _hold: File },
-    /// A pipe to a logging binary (when the bytes also feed the json-file log).
+    /// A pipe to a logging binary (when the bytes also feed log drivers).
     Pipe(pipe::Sender),
     /// A regular file, appended to.
     File(File),
@@ -135,15 +136,15 @@ impl Sink {
 
 impl Relay {
     /// Opens the destinations containerd named (empty = none; a FIFO or file path, `file://`,
-    /// `binary://` / `binary-v2://` logging binaries) and starts copying. With `json`, both output
-    /// streams also go, line-framed, into that json-file log (and are captured even when
-    /// containerd named no destination for them). `id` and `namespace` are what a logging binary
-    /// is told.
+    /// `binary://` / `binary-v2://` logging binaries) and starts copying. With `drivers`, both
+    /// output streams are also framed into messages once and handed to every driver (and are
+    /// captured even when containerd named no destination for them). `id` and `namespace` are
+    /// what a logging binary is told.
     ///
     /// Must run inside the shim's tokio runtime. On error nothing is left running.
     pub async fn start(
         stdio: &StdioSpec<'_>,
-        json: Option<std::sync::Arc<JsonLog>>,
+        drivers: Drivers,
     ) -> io::Result<(ContainerEnds, Relay)> {
         let (stdin, stdout, stderr) = (stdio.stdin, stdio.stdout, stdio.stderr);
         let parse = |spec: &str| {
@@ -153,7 +154,8 @@ impl Relay {
         let uris = [parse(stdout)?, parse(stderr)?];
         let mut ends = ContainerEnds::default();
         let mut relay = Relay::default();
-        relay.json = json.clone();
+        let framed = !drivers.is_empty();
+        relay.drivers = drivers.clone();
         // containerd names the same logging binary for both streams; one logger serves both.
         let mut logger_ends = [None, None];
         if let Some(b) = uris.iter().find_map(|u| match u {
@@ -187,19 +189,19 @@ impl Relay {
                 Stream::Stdout => &mut ends.stdout,
                 Stream::Stderr => &mut ends.stderr,
             };
-            let sink = match (logger_end, &json) {
+            let sink = match (logger_end, framed) {
                 // Nothing to transform: the container writes straight into the logger's pipe.
-                (Some(fd), None) => {
+                (Some(fd), false) => {
                     *slot = Some(fd);
                     continue;
                 }
-                (Some(fd), Some(_)) => Some(Sink::Pipe(
+                (Some(fd), true) => Some(Sink::Pipe(
                     pipe::Sender::from_owned_fd(fd)
                         .map_err(|e| ctx(e, "watching logger pipe for", path))?,
                 )),
                 (None, _) => Sink::for_uri(uri)?,
             };
-            if sink.is_none() && json.is_none() {
+            if sink.is_none() && !framed {
                 continue;
             }
             let (r, w) = new_pipe()?;
@@ -208,10 +210,8 @@ impl Relay {
             *slot = Some(w);
             let out = Output {
                 sink,
-                json: json
-                    .clone()
-                    .map(|log| (LineFramer::new(log.max_line()), log)),
-                stream,
+                feed: DriverFeed::new(&drivers, stream),
+                keeps_all: drivers.reads_back(),
                 container: stdio.id.to_string(),
                 name: if spec.is_empty() {
                     format!("{stream:?}")
@@ -219,7 +219,6 @@ impl Relay {
                     spec.to_string()
                 },
                 shed: 0,
-                batch: MessageBatch::default(),
             };
             relay.outputs.push(tokio::spawn(relay_output(rx, out)));
         }
@@ -238,11 +237,11 @@ impl Relay {
     }
 
     /// Copies between a terminal's pty master and containerd's FIFOs (stdin in, output to
-    /// stdout: a terminal has no separate stderr), feeding `json` as stdout when given.
+    /// stdout: a terminal has no separate stderr), feeding `drivers` as stdout.
     pub fn start_console(
         master: OwnedFd,
         stdio: &StdioSpec<'_>,
-        json: Option<std::sync::Arc<JsonLog>>,
+        drivers: Drivers,
     ) -> io::Result<Relay> {
         let uri = StdioUri::parse(stdio.stdout)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
@@ -266,16 +265,15 @@ impl Relay {
         })?;
         let master = std::sync::Arc::new(master);
         let mut relay = Relay::default();
-        relay.json = json.clone();
         let out = Output {
             sink,
-            json: json.map(|log| (LineFramer::new(log.max_line()), log)),
-            stream: Stream::Stdout,
+            feed: DriverFeed::new(&drivers, Stream::Stdout),
+            keeps_all: drivers.reads_back(),
             container: stdio.id.to_string(),
             name: format!("terminal of {}", stdio.id),
             shed: 0,
-            batch: MessageBatch::default(),
         };
+        relay.drivers = drivers;
         relay
             .outputs
             .push(tokio::spawn(copy_pty_out(master.clone(), out)));
@@ -324,11 +322,10 @@ impl Relay {
         }
         if all {
             self.outputs.clear();
-            // The last entries are on disk; let a background rotation give the files their
-            // final names too (within the same limit: it never holds the exit up for long).
-            if let Some(json) = &self.json {
-                let _ = tokio::time::timeout_at(deadline, json.rotation_done()).await;
-            }
+            // Every message is with the drivers; let them deliver it (a background rotation
+            // gives the files their final names, a network driver sends what it queued), within
+            // the same limit: a driver never holds the exit up for long.
+            let _ = tokio::time::timeout_at(deadline, self.drivers.drain()).await;
         }
         all
     }
@@ -343,55 +340,16 @@ impl Drop for Relay {
 /// One output stream's destinations.
 struct Output {
     sink: Option<Sink>,
-    json: Option<(LineFramer, std::sync::Arc<JsonLog>)>,
-    stream: Stream,
+    /// The stream's framer and the drivers it feeds (`None`: no driver).
+    feed: Option<DriverFeed>,
+    /// Some driver keeps every message for reading back: a FIFO nobody reads may be shed.
+    keeps_all: bool,
     name: String,
     /// The container whose output this is: its log lines carry it as the `container` key, so that
     /// a shim serving a pod writes them to that container's runtime.log only.
     container: String,
     /// Bytes dropped from a FIFO nobody read (see `write_or_shed`).
     shed: u64,
-    /// The json-file messages of one read, reused between reads.
-    batch: MessageBatch,
-}
-
-/// Messages copied out of the framer (which lends them only inside its callback), kept in one
-/// buffer so a batch costs no allocation once warm.
-#[derive(Default)]
-struct MessageBatch {
-    bytes: Vec<u8>,
-    ends: Vec<usize>,
-}
-
-impl MessageBatch {
-    /// Largest buffer kept between reads; a bigger one (after a huge read) is released.
-    const KEEP: usize = 64 * 1024;
-
-    fn clear(&mut self) {
-        if self.bytes.capacity() > Self::KEEP {
-            self.bytes = Vec::new();
-            self.ends = Vec::new();
-        }
-        self.bytes.clear();
-        self.ends.clear();
-    }
-
-    fn push(&mut self, msg: &[u8]) {
-        self.bytes.extend_from_slice(msg);
-        self.ends.push(self.bytes.len());
-    }
-
-    fn messages(&self) -> Vec<&[u8]> {
-        let mut start = 0;
-        self.ends
-            .iter()
-            .map(|&end| {
-                let m = &self.bytes[start..end];
-                start = end;
-                m
-            })
-            .collect()
-    }
 }
 
 /// How long a FIFO may stay full, with nobody reading it, before its oldest bytes are dropped.
@@ -402,8 +360,9 @@ const FIFO_STALL_AGAIN: Duration = Duration::from_millis(50);
 
 /// Writes to a FIFO; when it stays full for [`FIFO_STALL`] (the reader stopped, e.g. a detached
 /// `ctr run -d` exited), drops the oldest bytes queued in it through the read end the shim holds,
-/// so that the container and its json-file log keep going. Used only when a json-file log holds
-/// every byte anyway; without one, a stopped reader blocks the container as a pipe would.
+/// so that the container and its logs keep going. Used only when a log driver that can be read
+/// back holds every byte anyway; without one, a stopped reader blocks the container as a pipe
+/// would.
 async fn write_or_shed(
     tx: &mut pipe::Sender,
     hold: &File,
@@ -443,7 +402,7 @@ async fn write_or_shed(
                 if *shed == 0 {
                     log::warn!(
                         container;
-                        "nobody read {name} for {FIFO_STALL:?}: dropping its oldest bytes so the container keeps running (its json-file log keeps everything)"
+                        "nobody read {name} for {FIFO_STALL:?}: dropping its oldest bytes so the container keeps running (its log keeps everything)"
                     );
                 }
                 *shed += n as u64;
@@ -455,26 +414,14 @@ async fn write_or_shed(
 
 impl Output {
     async fn deliver(&mut self, chunk: &[u8]) {
-        if let Some((framer, log)) = &mut self.json {
-            // Every message of this read goes to the json-file in one batch.
-            let batch = &mut self.batch;
-            batch.clear();
-            framer.push(chunk, |m| batch.push(m.bytes));
-            let messages = batch.messages();
-            let mut done = 0;
-            // A rotation thread that is behind holds this output (and so the container, through
-            // its pipe) up, not the shim.
-            while done < messages.len() {
-                done += log.write_some(self.stream, &messages[done..]);
-                if done < messages.len() {
-                    log.rotation_room().await;
-                }
-            }
+        if let Some(feed) = &mut self.feed {
+            feed.push(chunk).await;
         }
         if let Some(sink) = &mut self.sink {
-            let written = match (sink, self.json.is_some()) {
-                // With a json-file log the container's output is on record whatever the FIFO
-                // reader does, so a reader that stopped reading does not stall the container.
+            let written = match (sink, self.keeps_all) {
+                // With a driver that keeps every message the container's output is on record
+                // whatever the FIFO reader does, so a reader that stopped reading does not stall
+                // the container.
                 (Sink::Fifo { tx, _hold }, true) => {
                     write_or_shed(
                         tx,
@@ -501,7 +448,7 @@ impl Output {
         }
     }
 
-    fn finish(&mut self) {
+    async fn finish(&mut self) {
         if self.shed > 0 {
             log::warn!(
                 container = self.container.as_str();
@@ -510,21 +457,18 @@ impl Output {
                 self.shed
             );
         }
-        if let Some((framer, log)) = &mut self.json {
-            let batch = &mut self.batch;
-            batch.clear();
-            framer.finish(|m| batch.push(m.bytes));
-            log.write_messages(self.stream, &batch.messages());
+        if let Some(feed) = &mut self.feed {
+            feed.finish().await;
         }
     }
 }
 
 /// Relays one output stream: zero-copy `splice(2)` when the bytes go to a single destination
-/// untransformed, a read/write copy when they are also framed into the json-file log.
+/// untransformed, a read/write copy when they are also framed for log drivers.
 async fn relay_output(rx: pipe::Receiver, mut out: Output) {
     // splice(2) needs a pipe on both ends (an O_APPEND file refuses it): FIFOs and logger pipes.
     let pipe_sink = matches!(out.sink, Some(Sink::Fifo { .. } | Sink::Pipe(_)));
-    if out.json.is_none() && pipe_sink {
+    if out.feed.is_none() && pipe_sink {
         if let Some(sink) = out.sink.take() {
             match splice_out(&rx, &sink).await {
                 Ok(n) => {
@@ -629,7 +573,7 @@ async fn copy_out(mut rx: pipe::Receiver, mut out: Output) {
         }
     }
     // A last line without a newline is still written.
-    out.finish();
+    out.finish().await;
 }
 
 async fn copy_pty_out(master: std::sync::Arc<AsyncFd<OwnedFd>>, mut out: Output) {
@@ -656,7 +600,7 @@ async fn copy_pty_out(master: std::sync::Arc<AsyncFd<OwnedFd>>, mut out: Output)
             }
         }
     }
-    out.finish();
+    out.finish().await;
 }
 
 async fn copy_pty_in(mut src: pipe::Receiver, master: std::sync::Arc<AsyncFd<OwnedFd>>) {
@@ -731,7 +675,7 @@ mod tests {
                 id: "c",
                 namespace: "ns",
             };
-            let (ends, mut relay) = Relay::start(&spec, None).await.unwrap();
+            let (ends, mut relay) = Relay::start(&spec, Drivers::default()).await.unwrap();
             assert!(ends.stdin.is_none());
             let mut out = File::from(ends.stdout.unwrap());
             let mut err = File::from(ends.stderr.unwrap());
@@ -785,7 +729,7 @@ mod tests {
                 id: "kv-container",
                 namespace: "ns",
             };
-            let (ends, mut relay) = Relay::start(&spec, None).await.unwrap();
+            let (ends, mut relay) = Relay::start(&spec, Drivers::default()).await.unwrap();
             let mut out = File::from(ends.stdout.unwrap());
             out.write_all(b"line\n").unwrap();
             drop(out);

@@ -1,14 +1,20 @@
 //! Which records and logs a container gets, and where: runtime settings, overridden per
 //! container by OCI annotations.
 //!
-//! Annotations: `io.scribe.log.driver` (`json-file` or `none`), `io.scribe.log.max-size`,
-//! `io.scribe.log.max-file`, `io.scribe.log.compress`, `io.scribe.log.tag` (Docker's json-file
-//! options), `io.scribe.container-log` and `io.scribe.runtime-log` (`true`/`false`).
+//! Annotations: `io.scribe.log.driver` (a list: `json-file,fluentd`, or `none`), every Docker
+//! log option as `io.scribe.log.<opt>` (`max-size`, `mode`, `fluentd-address`, ...),
+//! `io.scribe.container-log` and `io.scribe.runtime-log` (`true`/`false`).
+//!
+//! Who may choose what: an annotation comes from whoever may create a pod, the options TOML from
+//! the node's admin, and the shim runs as root. An annotation may choose sizes, tags and modes
+//! freely, but a driver only among `AllowedLogDrivers` (or the TOML's own `LogDriver`), and an
+//! address (anything that makes the shim reach a host resource) only among
+//! `AllowedLogAddresses` (or the TOML's own value for that option).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use scribe_io::jsonfile::JsonFileOptions;
+use scribe_io::drivers::registry::{self, Chosen};
 
 use crate::options::Settings;
 
@@ -64,37 +70,57 @@ pub struct LogConfig {
     pub json_root: PathBuf,
     pub container_log: bool,
     pub runtime_log: bool,
-    /// `Some` when the json-file driver is on.
-    pub json_file: Option<JsonFileOptions>,
+    /// The log drivers, in the order given (empty: none).
+    pub drivers: Vec<Chosen>,
 }
 
 /// Combines runtime settings and the container's annotations; bad values are errors naming them.
 pub fn resolve(settings: &Settings, spec: &SpecInfo) -> Result<LogConfig, String> {
     let a = &spec.annotations;
-    let driver = a
-        .get(DRIVER_ANNOTATION)
-        .cloned()
-        .unwrap_or_else(|| settings.log_driver.clone());
-    let mut opts: BTreeMap<String, String> = settings.log_opts.clone();
-    for (k, v) in a {
-        if let Some(name) = k.strip_prefix(OPT_PREFIX) {
-            if name != "driver" {
-                opts.insert(name.to_string(), v.clone());
+    let from_annotation = a.get(DRIVER_ANNOTATION);
+    let list = from_annotation.unwrap_or(&settings.log_driver);
+    let names = registry::parse_list(list).map_err(|e| match from_annotation {
+        Some(_) => format!("{DRIVER_ANNOTATION}: {e}"),
+        None => format!("LogDriver: {e}"),
+    })?;
+    if from_annotation.is_some() {
+        let admin = registry::parse_list(&settings.log_driver).unwrap_or_default();
+        for name in &names {
+            let allowed = settings.allowed_log_drivers.iter().any(|d| d == name)
+                || admin.iter().any(|d| d == name);
+            if !allowed {
+                return Err(format!(
+                    "annotation {DRIVER_ANNOTATION}={list:?}: log driver {name:?} is not in the runtime options' AllowedLogDrivers {:?} (the node's admin must add it there)",
+                    settings.allowed_log_drivers
+                ));
             }
         }
     }
-    let json_file = match driver.as_str() {
-        "" | "none" => None,
-        "json-file" => Some(
-            JsonFileOptions::from_pairs(opts.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                .map_err(|e| format!("json-file log options: {e}"))?,
-        ),
-        other => {
-            return Err(format!(
-                "unknown log driver {other:?} (from {DRIVER_ANNOTATION} or LogDriver): expected json-file or none"
-            ))
+    let mut opts: BTreeMap<String, String> = settings.log_opts.clone();
+    for (k, v) in a {
+        if let Some(name) = k.strip_prefix(OPT_PREFIX) {
+            if name == "driver" {
+                continue;
+            }
+            if registry::ADDRESS_KEYS.contains(&name) {
+                check_address(settings, k, name, v)?;
+            }
+            opts.insert(name.to_string(), v.clone());
         }
-    };
+    }
+    if from_annotation.is_some() {
+        // A driver chosen by annotation with no address anywhere would reach its default
+        // address: that too must be one the admin listed.
+        for name in &names {
+            for (key, default) in registry::default_addresses(name) {
+                if !opts.contains_key(*key) {
+                    check_address(settings, DRIVER_ANNOTATION, key, default)?;
+                }
+            }
+        }
+    }
+    let from_annotations = |k: &str| a.contains_key(&format!("{OPT_PREFIX}{k}"));
+    let drivers = registry::resolve(&names, &opts, from_annotations)?;
     let flag = |key: &str, default: bool| match a.get(key).map(String::as_str) {
         None => Ok(default),
         Some("true") => Ok(true),
@@ -113,8 +139,27 @@ pub fn resolve(settings: &Settings, spec: &SpecInfo) -> Result<LogConfig, String
         json_root: PathBuf::from(json_root),
         container_log,
         runtime_log,
-        json_file,
+        drivers,
     })
+}
+
+/// An address given by annotation `annotation` for option `key` must be the admin's own value
+/// of that option or listed in `AllowedLogAddresses`.
+fn check_address(
+    settings: &Settings,
+    annotation: &str,
+    key: &str,
+    value: &str,
+) -> Result<(), String> {
+    if settings.log_opts.get(key).is_some_and(|v| v == value)
+        || settings.allowed_log_addresses.iter().any(|a| a == value)
+    {
+        return Ok(());
+    }
+    Err(format!(
+        "annotation {annotation}: log option {key}={value:?} is not allowed: an annotation may only use an address listed in the runtime options' AllowedLogAddresses {:?} or set in their LogOpts",
+        settings.allowed_log_addresses
+    ))
 }
 
 #[cfg(test)]
@@ -135,7 +180,7 @@ mod tests {
     fn defaults_record_lifecycle_without_json_file() {
         let c = resolve(&Settings::defaults("ns"), &SpecInfo::default()).unwrap();
         assert!(c.container_log);
-        assert!(c.json_file.is_none());
+        assert!(c.drivers.is_empty());
         assert_eq!(c.root, PathBuf::from(crate::options::DEFAULT_LOG_ROOT));
         assert_eq!(c.json_root, c.root);
     }
@@ -157,7 +202,11 @@ mod tests {
         s.log_opts.insert("max-file".into(), "3".into());
         s.log_opts.insert("max-size".into(), "1m".into());
         let c = resolve(&s, &spec(&[("io.scribe.log.max-size", "2k")])).unwrap();
-        let j = c.json_file.unwrap();
+        #[allow(irrefutable_let_patterns)] // until a second built-in driver exists
+        let registry::DriverConfig::JsonFile(j) = &c.drivers[0].config
+        else {
+            panic!("{:?}", c.drivers);
+        };
         assert_eq!(j.max_size, Some(2000));
         assert_eq!(j.max_file, 3);
         let c = resolve(
@@ -168,7 +217,7 @@ mod tests {
             ]),
         )
         .unwrap();
-        assert!(c.json_file.is_none());
+        assert!(c.drivers.is_empty());
         assert!(!c.container_log);
     }
 

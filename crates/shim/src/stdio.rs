@@ -1,17 +1,16 @@
 //! A process's stdio wiring: the pipes (or the console socket) the runtime hands to the process,
-//! the relay that copies them to containerd's FIFOs, files, logging binaries and the json-file
-//! log, and the logging binary's stop at Delete.
+//! the relay that copies them to containerd's FIFOs, files, logging binaries and the log
+//! drivers, and the logging binary's stop at Delete.
 //!
 //! Failures here fail the Create, Start or Exec that asked (INTERNAL, naming the container and
 //! the pipe or socket); the process never runs without its stdio.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
-use std::sync::Arc;
 
 use scribe_io::binary::DEFAULT_STOP_GRACE;
 use scribe_io::console::ConsoleSocket;
-use scribe_io::stdio::{JsonLog, Relay, StdioSpec};
+use scribe_io::stdio::{Drivers, Relay, StdioSpec};
 
 use crate::error::{Error, Result};
 use crate::process::{Process, StdioPaths};
@@ -26,7 +25,7 @@ async fn open_pipes(
     id: &str,
     namespace: &str,
     stdio: &StdioPaths,
-    json: Option<Arc<JsonLog>>,
+    drivers: Drivers,
     owner: (u32, u32),
 ) -> Result<(ProcessStdio, Relay)> {
     let spec = StdioSpec {
@@ -36,7 +35,7 @@ async fn open_pipes(
         id,
         namespace,
     };
-    let (ends, relay) = Relay::start(&spec, json)
+    let (ends, relay) = Relay::start(&spec, drivers)
         .await
         .map_err(|e| Error::internal(format!("container {id}: setting up stdio: {e}")))?;
     if owner != (0, 0) {
@@ -77,7 +76,7 @@ pub enum PendingIo {
     Pipes(Relay),
     Console {
         socket: ConsoleSocket,
-        json: Option<Arc<JsonLog>>,
+        drivers: Drivers,
     },
 }
 
@@ -87,7 +86,7 @@ impl PendingIo {
         id: &str,
         namespace: &str,
         stdio: &StdioPaths,
-        json: Option<Arc<JsonLog>>,
+        drivers: Drivers,
         owner: (u32, u32),
     ) -> Result<(ProcessStdio, PendingIo)> {
         if stdio.terminal {
@@ -98,9 +97,9 @@ impl PendingIo {
                 stdout: std::process::Stdio::null(),
                 stderr: std::process::Stdio::null(),
             };
-            return Ok((null, PendingIo::Console { socket, json }));
+            return Ok((null, PendingIo::Console { socket, drivers }));
         }
-        let (child, relay) = open_pipes(id, namespace, stdio, json, owner).await?;
+        let (child, relay) = open_pipes(id, namespace, stdio, drivers, owner).await?;
         Ok((child, PendingIo::Pipes(relay)))
     }
 
@@ -116,7 +115,7 @@ impl PendingIo {
     pub fn finish(self, id: &str, namespace: &str, stdio: &StdioPaths) -> Result<Relay> {
         match self {
             PendingIo::Pipes(relay) => Ok(relay),
-            PendingIo::Console { socket, json } => {
+            PendingIo::Console { socket, drivers } => {
                 let spec = StdioSpec {
                     stdin: &stdio.stdin,
                     stdout: &stdio.stdout,
@@ -126,7 +125,7 @@ impl PendingIo {
                 };
                 socket
                     .receive_master()
-                    .and_then(|master| Relay::start_console(master, &spec, json))
+                    .and_then(|master| Relay::start_console(master, &spec, drivers))
                     .map_err(|e| Error::internal(format!("container {id}: terminal: {e}")))
             }
         }

@@ -11,8 +11,11 @@
 //! a batch now either takes fewer messages (the relay waits on [`LogDriver::room`], which is
 //! back-pressure on this container only) or, per its [`Mode`], drops and counts them.
 
+pub mod feed;
+pub mod json_file;
 pub mod mode;
 pub mod partial;
+pub mod registry;
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -29,9 +32,9 @@ pub use crate::jsonfile::{DropCounts, DropTracker, JsonFileReport as DriverRepor
 pub use mode::{Mode, ModeError, DEFAULT_MAX_BUFFER_SIZE, MODE_KEYS};
 pub use partial::{Partial, PartialId, PartialIds};
 
-/// A future a driver returns from its async methods (the shim runs one current-thread runtime,
-/// so they need not be `Send`).
-pub type DriverFuture<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
+/// A future a driver returns from its async methods (the relays that await them are tokio
+/// tasks, which must be `Send`).
+pub type DriverFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 /// One message as every driver sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,5 +125,55 @@ impl Debug for OpenContext<'_> {
             .field("root", &self.root)
             .field("subdirs", &self.subdirs)
             .finish()
+    }
+}
+
+/// The drivers of one process, shared by its output relays.
+#[derive(Clone, Debug)]
+pub struct Drivers {
+    list: Vec<Arc<dyn LogDriver>>,
+    max_line: usize,
+}
+
+impl Default for Drivers {
+    fn default() -> Self {
+        Drivers {
+            list: Vec::new(),
+            max_line: crate::framing::DEFAULT_MAX_LINE,
+        }
+    }
+}
+
+impl Drivers {
+    /// `list`, fed lines split at `max_line` bytes (Docker: 16 KiB).
+    pub fn new(list: Vec<Arc<dyn LogDriver>>, max_line: usize) -> Drivers {
+        Drivers { list, max_line }
+    }
+
+    /// No driver: the relay may splice.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// The longest message before a line is split.
+    pub fn max_line(&self) -> usize {
+        self.max_line
+    }
+
+    /// The drivers.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn LogDriver>> {
+        self.list.iter()
+    }
+
+    /// Whether some driver keeps every message for reading back.
+    pub fn reads_back(&self) -> bool {
+        self.list.iter().any(|d| d.reads_back())
+    }
+
+    /// Resolves when every driver delivered what it took (the caller bounds the wait).
+    pub async fn drain(&self) {
+        for d in &self.list {
+            d.drain().await;
+        }
     }
 }

@@ -58,7 +58,7 @@ use std::time::SystemTime;
 use scribe_safefs::{SafeDir, SafeFsError};
 
 pub use options::{parse_size, JsonFileOptions, OptionError, MAX_FILE_LIMIT, OPTION_KEYS};
-pub use report::{DropTracker, JsonFileReport, JsonFileReporter, SETTLE};
+pub use report::{DropTracker, JsonFileReport, SETTLE};
 pub use tag::{TagError, TagInfo, TagTemplate, MAX_TAG_LEN};
 
 use crate::stream::Stream;

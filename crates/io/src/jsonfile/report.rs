@@ -1,5 +1,5 @@
 //! When a json-file log loses output, and when it stops losing it: the reports a shim turns
-//! into records (the io crate knows nothing of record formats; see [`JsonFileReporter`]).
+//! into records (the io crate knows nothing of record formats; see `drivers::DriverReporter`).
 //!
 //! A full disk rarely fails cleanly. The file system allocates whole blocks (tmpfs: pages), so
 //! after the first `ENOSPC` small entries still fit into the last block's slack while bigger
@@ -9,7 +9,6 @@
 //! into the same episode. Every dropped entry is still counted exactly once, in a
 //! [`JsonFileReport::Resumed`] or in the [`JsonFileReport::Closed`] summary.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::DropCounts;
@@ -47,13 +46,6 @@ pub enum JsonFileReport {
         /// worked for [`SETTLE`] since the last drop.
         still_dropping: bool,
     },
-}
-
-/// Receives a json-file log's reports; the shim writes them as runtime-log records.
-pub trait JsonFileReporter: Send + Sync {
-    /// Called synchronously from the relay, in order; `log` is the live file's path. A
-    /// background rotation's failure is reported from the rotation thread when it happens.
-    fn report(&self, log: &Path, report: JsonFileReport);
 }
 
 /// Where a log is in a drop episode.

@@ -58,9 +58,17 @@ pub struct Settings {
     /// Built-in log driver for container output: empty/`none`, or `json-file`.
     #[serde(default)]
     pub log_driver: String,
-    /// Options of the log driver (Docker's names: max-size, max-file, compress, tag).
+    /// Options of the log drivers (Docker's names: max-size, max-file, compress, tag, mode,
+    /// fluentd-address, ...). An address given here is usable by any container.
     #[serde(default)]
     pub log_opts: BTreeMap<String, String>,
+    /// Drivers (and plugins) an annotation may choose (`AllowedLogDrivers`). Admin-only.
+    #[serde(default = "default_allowed_log_drivers")]
+    pub allowed_log_drivers: Vec<String>,
+    /// Exact addresses (`fluentd-address`, ...) an annotation may give (`AllowedLogAddresses`).
+    /// Admin-only; empty: none.
+    #[serde(default)]
+    pub allowed_log_addresses: Vec<String>,
     /// Owner given to the stdio pipes the container's processes get (user namespaces).
     #[serde(default)]
     pub io_uid: u32,
@@ -97,6 +105,15 @@ fn default_true() -> bool {
     true
 }
 
+/// Default `AllowedLogDrivers`: the drivers that only write under the container's own log
+/// directory.
+pub fn default_allowed_log_drivers() -> Vec<String> {
+    ["json-file", "local", "none"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
 /// Default `LogRetention`: a day (see the README: records outlive `ctr run --rm` long enough to
 /// look at a failure, and go without anyone cleaning up).
 pub const DEFAULT_LOG_RETENTION_SECS: u64 = 24 * 3600;
@@ -127,6 +144,8 @@ impl Settings {
             runtime_log: true,
             log_driver: String::new(),
             log_opts: BTreeMap::new(),
+            allowed_log_drivers: default_allowed_log_drivers(),
+            allowed_log_addresses: Vec::new(),
             io_uid: 0,
             io_gid: 0,
             criu_path: String::new(),
@@ -242,6 +261,10 @@ struct TomlOptions {
     log_driver: Option<String>,
     #[serde(rename = "LogOpts")]
     log_opts: Option<BTreeMap<String, String>>,
+    #[serde(rename = "AllowedLogDrivers")]
+    allowed_log_drivers: Option<Vec<String>>,
+    #[serde(rename = "AllowedLogAddresses")]
+    allowed_log_addresses: Option<Vec<String>>,
     #[serde(rename = "IoUid")]
     io_uid: Option<u32>,
     #[serde(rename = "IoGid")]
@@ -304,6 +327,12 @@ impl Settings {
         }
         if let Some(v) = o.log_opts {
             self.log_opts = v;
+        }
+        if let Some(v) = o.allowed_log_drivers {
+            self.allowed_log_drivers = v;
+        }
+        if let Some(v) = o.allowed_log_addresses {
+            self.allowed_log_addresses = v;
         }
         if let Some(v) = o.io_uid {
             self.io_uid = v;

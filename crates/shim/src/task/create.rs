@@ -10,14 +10,14 @@ use std::sync::Arc;
 
 use containerd_shim_protos::api;
 use scribe_events::{ContainerEvent, ContainerRecord, RuntimeLog};
-use scribe_io::jsonfile::{JsonFileWriter, TagInfo};
-use scribe_io::stdio::JsonLog;
+use scribe_io::drivers::{DriverReporter, Drivers, OpenContext};
+use scribe_io::jsonfile::TagInfo;
 use scribe_io::DEFAULT_MAX_LINE;
 
 use super::table::Tasks;
 use crate::container::{Container, Lifecycle, PendingRestore};
+use crate::driverreport::RuntimeLogReporter;
 use crate::error::{Code, Error, Result};
-use crate::jsonreport::RuntimeLogReporter;
 use crate::logconfig::{self, SpecInfo};
 use crate::mount::{mount_all, unmount_all, MountSpec};
 use crate::options::Settings;
@@ -181,12 +181,13 @@ impl Tasks {
         })
     }
 
-    fn open_json_log(&self, id: &str, p: &Prepared) -> Result<Option<Arc<JsonLog>>> {
-        let Some(opts) = &p.logs.json_file else {
-            return Ok(None);
-        };
+    /// Opens the container's log drivers (none: an empty set, and the relay splices).
+    fn open_drivers(&self, id: &str, p: &Prepared) -> Result<Drivers> {
+        if p.logs.drivers.is_empty() {
+            return Ok(Drivers::default());
+        }
         let fail = |e: String| Error::invalid(format!("container {id}: {e}"));
-        // Checks both components; the writer then walks them without following links.
+        // Checks both components; the drivers then walk them without following links.
         scribe_events::container_log_dir(&p.logs.json_root, &self.namespace, id)
             .map_err(|e| fail(e.to_string()))?;
         let info = TagInfo {
@@ -196,20 +197,23 @@ impl Tasks {
             image_id: String::new(),
             daemon_name: "scribe".to_string(),
         };
-        let writer = JsonFileWriter::open_under(
-            &p.logs.json_root,
-            &[self.namespace.as_str(), id],
-            &format!("{id}-json.log"),
-            opts,
-            &info,
-        )
-        .map_err(|e| fail(e.to_string()))?;
-        let mut log = JsonLog::new(writer, DEFAULT_MAX_LINE);
         // Lost output is reported in runtime.log (and always in the shim's own log).
-        if let Some(sink) = &p.runtime_log {
-            log = log.with_reporter(Arc::new(RuntimeLogReporter::new(id, sink.clone())));
-        }
-        Ok(Some(Arc::new(log)))
+        let reporter = p.runtime_log.as_ref().map(|sink| {
+            Arc::new(RuntimeLogReporter::new(id, sink.clone())) as Arc<dyn DriverReporter>
+        });
+        let ctx = OpenContext {
+            root: &p.logs.json_root,
+            subdirs: [self.namespace.as_str(), id],
+            tag: &info,
+            reporter,
+        };
+        let list = p
+            .logs
+            .drivers
+            .iter()
+            .map(|d| d.open(&ctx).map_err(fail))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Drivers::new(list, DEFAULT_MAX_LINE))
     }
 
     async fn create_container(
@@ -232,7 +236,7 @@ impl Tasks {
         let bundle = p.bundle.clone();
         let runtime =
             Runtime::new(p.settings.clone(), &bundle).with_records(id, p.runtime_log.clone());
-        let json = self.open_json_log(id, p)?;
+        let drivers = self.open_drivers(id, p)?;
         let rootfs = bundle.join("rootfs");
         let mounts: Vec<MountSpec> = req
             .rootfs
@@ -262,14 +266,21 @@ impl Tasks {
             stderr: req.stderr.clone(),
             terminal: req.terminal,
         };
-        let (child_stdio, pending) =
-            match PendingIo::open(id, &self.namespace, &stdio, json, p.settings.io_owner()).await {
-                Ok(v) => v,
-                Err(e) => {
-                    undo_mount();
-                    return Err(e);
-                }
-            };
+        let (child_stdio, pending) = match PendingIo::open(
+            id,
+            &self.namespace,
+            &stdio,
+            drivers,
+            p.settings.io_owner(),
+        )
+        .await
+        {
+            Ok(v) => v,
+            Err(e) => {
+                undo_mount();
+                return Err(e);
+            }
+        };
         let life = Lifecycle {
             recorder: p.recorder.clone(),
             image: p.spec.image(),

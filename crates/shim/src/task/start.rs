@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use containerd_shim_protos::api;
 use scribe_events::ContainerEvent;
+use scribe_io::stdio::Drivers;
 
 use super::create::read_pid;
 use super::table::{record_failure, refused, Tasks};
@@ -149,7 +150,7 @@ impl Tasks {
             &c.id,
             &self.namespace,
             &p.stdio,
-            None,
+            Drivers::default(),
             c.runtime.settings().io_owner(),
         )
         .await

@@ -1,10 +1,16 @@
-//! The json-file log of one process, shared by its stdout and stderr relays, and what it tells
-//! about lost output.
+//! The json-file driver: the json-file log of one process, shared by its stdout and stderr
+//! relays, and what it tells about lost output.
 //!
 //! A full or unwritable log disk never blocks or stops the container: entries are dropped and
 //! counted (see [`crate::jsonfile`]). What was lost is reported twice: in the shim's own log
-//! through the `log` crate, and, when the owner installed one, to a [`JsonFileReporter`] (the
-//! shim's writes runtime-log records). Reports come from a [`DropTracker`]: one when dropping
+//! through the `log` crate, and, when the owner installed one, to a [`DriverReporter`] (the
+//! shim's writes runtime-log records).
+//!
+//! Modes: in `blocking` mode (the default) the relay waits while the rotation thread is behind
+//! (the container's output waits in its pipe, as with Docker's synchronous rotation); in
+//! `non-blocking` mode it never waits: entries go on into the current file until the next one is
+//! there. Writes themselves are never queued (a failed write drops and counts), so
+//! `max-buffer-size` bounds nothing here. Reports come from a [`DropTracker`]: one when dropping
 //! starts, one when writing has worked again for [`crate::jsonfile::SETTLE`], and a summary when
 //! the log is closed, which happens when the last relay holding it finished (every process
 //! holding the container's output exited).
@@ -13,18 +19,22 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
+use super::{Batch, DriverFuture, DriverReporter, DriverStats, LogDriver, Mode};
 use crate::jsonfile::{
-    DropCounts, DropTracker, JsonFileReport, JsonFileReporter, JsonFileStats, JsonFileWriter, Op,
-    RotationHook,
+    DropCounts, DropTracker, JsonFileReport, JsonFileStats, JsonFileWriter, Op, RotationHook,
 };
 use crate::stream::Stream;
+
+/// The driver's name, Docker's.
+pub const NAME: &str = "json-file";
 
 /// A Docker json-file log fed by both output streams of a process (same bytes as the FIFOs).
 pub struct JsonLog {
     inner: Mutex<Inner>,
     max_line: usize,
     path: PathBuf,
-    reporter: Option<Arc<dyn JsonFileReporter>>,
+    reporter: Option<Arc<dyn DriverReporter>>,
+    mode: Mode,
 }
 
 struct Inner {
@@ -44,7 +54,14 @@ impl JsonLog {
             }),
             max_line,
             reporter: None,
+            mode: Mode::Blocking,
         }
+    }
+
+    /// Docker's `mode` for this log (see the module doc).
+    pub fn with_mode(mut self, mode: Mode) -> JsonLog {
+        self.mode = mode;
+        self
     }
 
     /// How long writes must work after drops before the log counts as writable again
@@ -58,7 +75,7 @@ impl JsonLog {
     }
 
     /// Also sends every report to `reporter` (besides the shim's own log).
-    pub fn with_reporter(mut self, reporter: Arc<dyn JsonFileReporter>) -> JsonLog {
+    pub fn with_reporter(mut self, reporter: Arc<dyn DriverReporter>) -> JsonLog {
         let hook = rotation_hook(self.path.clone(), Some(reporter.clone()));
         self.lock().writer.set_rotation_hook(hook);
         self.reporter = Some(reporter);
@@ -98,7 +115,7 @@ impl JsonLog {
     /// the live file grows past `max-size` (for the last output of a process; see
     /// [`JsonLog::write_some`]).
     pub fn write_messages(&self, stream: Stream, messages: &[&[u8]]) {
-        self.write(stream, messages, false);
+        self.write(stream, messages, false, SystemTime::now());
     }
 
     /// Like [`JsonLog::write_messages`] but stops before a rotation while the rotation thread is
@@ -106,7 +123,7 @@ impl JsonLog {
     /// [`JsonLog::rotation_room`] and passes the rest: the container's output waits in its pipe
     /// (as with Docker's synchronous rotation), the shim's thread never does.
     pub fn write_some(&self, stream: Stream, messages: &[&[u8]]) -> usize {
-        self.write(stream, messages, true)
+        self.write(stream, messages, true, SystemTime::now())
     }
 
     /// Resolves once the rotation thread has room for another file (polls every 2 ms).
@@ -116,11 +133,10 @@ impl JsonLog {
         }
     }
 
-    fn write(&self, stream: Stream, messages: &[&[u8]], stop: bool) -> usize {
+    fn write(&self, stream: Stream, messages: &[&[u8]], stop: bool, time: SystemTime) -> usize {
         if messages.is_empty() {
             return 0;
         }
-        let time = SystemTime::now();
         let consumed;
         let mut reports: Vec<JsonFileReport> = Vec::new();
         {
@@ -175,7 +191,7 @@ impl JsonLog {
 /// Reports a background rotation's failure from the rotation thread, when it happens (the
 /// container may write nothing more to carry it as a warning): in the shim's log and to
 /// `reporter`. A run of failures of the same step is reported once, until a rotation works.
-fn rotation_hook(path: PathBuf, reporter: Option<Arc<dyn JsonFileReporter>>) -> RotationHook {
+fn rotation_hook(path: PathBuf, reporter: Option<Arc<dyn DriverReporter>>) -> RotationHook {
     let last: Mutex<Option<Op>> = Mutex::new(None);
     Arc::new(move |outcome| {
         let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
@@ -194,7 +210,7 @@ fn rotation_hook(path: PathBuf, reporter: Option<Arc<dyn JsonFileReporter>>) -> 
 }
 
 /// Logs `report` in the shim's own log and hands it to `reporter`.
-fn emit(path: &Path, reporter: Option<&Arc<dyn JsonFileReporter>>, report: JsonFileReport) {
+fn emit(path: &Path, reporter: Option<&Arc<dyn DriverReporter>>, report: JsonFileReport) {
     let shown = path.display();
     {
         let path = shown;
@@ -223,7 +239,7 @@ fn emit(path: &Path, reporter: Option<&Arc<dyn JsonFileReporter>>, report: JsonF
         }
     }
     if let Some(r) = reporter {
-        r.report(path, report);
+        r.report(NAME, &path.to_string_lossy(), report);
     }
 }
 
@@ -237,6 +253,41 @@ impl Drop for JsonLog {
             .closed();
         if let Some(r) = summary {
             self.emit(r);
+        }
+    }
+}
+
+impl LogDriver for JsonLog {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn log(&self, batch: &Batch<'_>) -> usize {
+        // Lines are written as the framer cut them (json-file keeps no partial metadata: a
+        // piece without a trailing newline is how Docker's readers know it is partial).
+        let lines: Vec<&[u8]> = batch.records.iter().map(|r| r.line).collect();
+        let stop = self.mode == Mode::Blocking;
+        self.write(batch.stream, &lines, stop, batch.time)
+    }
+
+    fn room(&self) -> DriverFuture<'_> {
+        Box::pin(self.rotation_room())
+    }
+
+    fn drain(&self) -> DriverFuture<'_> {
+        Box::pin(self.rotation_done())
+    }
+
+    fn reads_back(&self) -> bool {
+        true
+    }
+
+    fn stats(&self) -> DriverStats {
+        let s = self.stats();
+        DriverStats {
+            delivered: s.entries_written,
+            dropped: s.entries_dropped,
+            dropped_bytes: s.bytes_dropped,
         }
     }
 }
@@ -259,12 +310,13 @@ mod tests {
     #[derive(Default)]
     struct Collect(Mutex<Vec<(PathBuf, JsonFileReport)>>);
 
-    impl JsonFileReporter for Collect {
-        fn report(&self, log: &Path, report: JsonFileReport) {
+    impl DriverReporter for Collect {
+        fn report(&self, driver: &str, target: &str, report: JsonFileReport) {
+            assert_eq!(driver, NAME);
             self.0
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .push((log.to_path_buf(), report));
+                .push((PathBuf::from(target), report));
         }
     }
 

@@ -1,5 +1,7 @@
-//! A container's json-file log reports (output dropped, writing again, closed after drops) as
-//! records in its `runtime.log`, component `json-file`.
+//! A container's log-driver reports (output dropped, delivering again, closed after drops) as
+//! records in its `runtime.log`, with `component` = the driver's name (`json-file`, `local`,
+//! `fluentd`, a plugin's name). File drivers name their file in `file`, others their
+//! destination in `destination`.
 //!
 //! Counting: `entries_dropped`/`bytes_dropped` of a record are the drops it is the first to
 //! report, so they add up over the records to the `total_*` of the closing summary. Bytes are
@@ -9,23 +11,19 @@
 //! full, the record cannot be written either, and the shim's own log (containerd's log) is what
 //! still says it. `JsonFileRoot` puts json-file logs elsewhere so that this cannot happen.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use scribe_events::{Level, RuntimeLog, RuntimeRecord};
-use scribe_io::jsonfile::{DropCounts, JsonFileReport, JsonFileReporter};
+use scribe_io::drivers::{DriverReport, DriverReporter, DropCounts};
 
-/// The `component` of these records.
-pub const COMPONENT: &str = "json-file";
-
-/// Writes one container's json-file reports to its `runtime.log`.
+/// Writes one container's driver reports to its `runtime.log`.
 pub struct RuntimeLogReporter {
     container_id: String,
     sink: Arc<RuntimeLog>,
 }
 
 impl RuntimeLogReporter {
-    /// Reports of container `container_id`'s json-file log go to `sink`.
+    /// Reports of container `container_id`'s drivers go to `sink`.
     pub fn new(container_id: &str, sink: Arc<RuntimeLog>) -> RuntimeLogReporter {
         RuntimeLogReporter {
             container_id: container_id.to_owned(),
@@ -34,13 +32,13 @@ impl RuntimeLogReporter {
     }
 }
 
-impl JsonFileReporter for RuntimeLogReporter {
-    fn report(&self, log: &Path, report: JsonFileReport) {
-        let rec = record(&self.container_id, log, &report).with_pid(std::process::id());
+impl DriverReporter for RuntimeLogReporter {
+    fn report(&self, driver: &str, target: &str, report: DriverReport) {
+        let rec = record(&self.container_id, driver, target, &report).with_pid(std::process::id());
         if let Err(e) = self.sink.append(&rec) {
-            // The shim's log already has the report (JsonLog logs every one).
+            // The shim's log already has the report (every driver logs its reports).
             log::error!(
-                "container {}: writing json-file record to runtime.log: {e}",
+                "container {}: writing {driver} record to runtime.log: {e}",
                 self.container_id
             );
         }
@@ -52,49 +50,63 @@ fn with_counts(rec: RuntimeRecord, prefix: &str, c: DropCounts) -> RuntimeRecord
         .with_field(format!("{prefix}bytes_dropped"), c.bytes)
 }
 
-/// The runtime-log record of `report` about container `id`'s json-file log at `log`.
-pub fn record(id: &str, log: &Path, report: &JsonFileReport) -> RuntimeRecord {
+/// Whether the driver writes a file (its target is a path) rather than sending to a peer.
+fn is_file(target: &str) -> bool {
+    target.starts_with('/')
+}
+
+/// The runtime-log record of `report` about container `id`'s driver `driver` writing to `target`.
+pub fn record(id: &str, driver: &str, target: &str, report: &DriverReport) -> RuntimeRecord {
+    let file = is_file(target);
     let base = |level: Level, msg: String| {
-        RuntimeRecord::new(level, COMPONENT, msg)
+        RuntimeRecord::new(level, driver, msg)
             .with_field("container_id", id)
-            .with_field("file", log.to_string_lossy().into_owned())
+            .with_field(if file { "file" } else { "destination" }, target)
+    };
+    let (what, write) = if file {
+        (format!("{driver} log"), "write")
+    } else {
+        (driver.to_string(), "deliver to")
     };
     match report {
-        JsonFileReport::Dropping { error } => base(
+        DriverReport::Dropping { error } => base(
             Level::Error,
-            "cannot write the json-file log: dropping container output until writes succeed again"
-                .into(),
+            format!("cannot {write} the {what}: dropping container output until that works again"),
         )
         .with_error(error.clone()),
-        JsonFileReport::Resumed { lost } => with_counts(
+        DriverReport::Resumed { lost } => with_counts(
             base(
                 Level::Warn,
                 format!(
-                    "json-file log writable again: {} entries ({} bytes) of container output were dropped",
+                    "{what} writable again: {} entries ({} bytes) of container output were dropped",
                     lost.entries, lost.bytes
                 ),
             ),
             "",
             *lost,
         ),
-        JsonFileReport::Warning { error } => base(
+        DriverReport::Warning { error } => base(
             Level::Warn,
-            "json-file rotation failed; entries are kept in the live file".into(),
+            if file {
+                format!("{what}: rotation failed; entries are kept in the live file")
+            } else {
+                format!("{what}: {error}")
+            },
         )
         .with_error(error.clone()),
-        JsonFileReport::Closed {
+        DriverReport::Closed {
             unreported,
             total,
             still_dropping,
         } => {
             let msg = if *still_dropping {
                 format!(
-                    "json-file log closed while still dropping: {} entries ({} bytes) dropped since the last report, {} entries ({} bytes) in all",
+                    "{what} closed while still dropping: {} entries ({} bytes) dropped since the last report, {} entries ({} bytes) in all",
                     unreported.entries, unreported.bytes, total.entries, total.bytes
                 )
             } else {
                 format!(
-                    "json-file log closed: {} entries ({} bytes) of container output were dropped in all",
+                    "{what} closed: {} entries ({} bytes) of container output were dropped in all",
                     total.entries, total.bytes
                 )
             };
@@ -103,7 +115,11 @@ pub fn record(id: &str, log: &Path, report: &JsonFileReport) -> RuntimeRecord {
             } else {
                 Level::Warn
             };
-            with_counts(with_counts(base(level, msg), "", *unreported), "total_", *total)
+            with_counts(
+                with_counts(base(level, msg), "", *unreported),
+                "total_",
+                *total,
+            )
         }
     }
 }
@@ -127,8 +143,9 @@ mod tests {
         let err = "json-file write /big/ns/c1/c1-json.log: No space left on device (os error 28)";
         let v = json(&record(
             "c1",
-            Path::new(LOG),
-            &JsonFileReport::Dropping { error: err.into() },
+            "json-file",
+            LOG,
+            &DriverReport::Dropping { error: err.into() },
         ));
         assert_eq!(v["level"], "error");
         assert_eq!(v["component"], "json-file");
@@ -145,8 +162,9 @@ mod tests {
         };
         let v = json(&record(
             "c1",
-            Path::new(LOG),
-            &JsonFileReport::Resumed { lost },
+            "json-file",
+            LOG,
+            &DriverReport::Resumed { lost },
         ));
         assert_eq!(v["level"], "warn");
         assert_eq!(
@@ -161,7 +179,7 @@ mod tests {
             "{v}"
         );
 
-        let closed = JsonFileReport::Closed {
+        let closed = DriverReport::Closed {
             unreported: DropCounts {
                 entries: 2,
                 bytes: 20,
@@ -172,7 +190,7 @@ mod tests {
             },
             still_dropping: true,
         };
-        let v = json(&record("c1", Path::new(LOG), &closed));
+        let v = json(&record("c1", "json-file", LOG, &closed));
         assert_eq!(v["level"], "error", "closed while still dropping");
         assert_eq!(v["entries_dropped"], 2);
         assert_eq!(v["bytes_dropped"], 20);
@@ -184,8 +202,9 @@ mod tests {
     fn a_rotation_problem_is_a_warning_with_its_error() {
         let v = json(&record(
             "c1",
-            Path::new(LOG),
-            &JsonFileReport::Warning {
+            "json-file",
+            LOG,
+            &DriverReport::Warning {
                 error: "json-file compress /x: No space left on device (os error 28)".into(),
             },
         ));

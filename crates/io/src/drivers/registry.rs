@@ -1,0 +1,228 @@
+//! The built-in drivers by name: which options each understands, and how to open one.
+//!
+//! A container's log options are one map shared by all its drivers (Docker has one driver per
+//! container; Scribe takes a list). Each key must be understood by at least one chosen driver
+//! (or be a common key: `mode`, `max-buffer-size`); each driver is given only its own keys.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::json_file::JsonLog;
+use super::{LogDriver, Mode, OpenContext, MODE_KEYS};
+use crate::framing::DEFAULT_MAX_LINE;
+use crate::jsonfile::{self, JsonFileOptions, JsonFileWriter};
+
+/// The names of the built-in drivers (`none` turns logging off and cannot be combined).
+pub const BUILT_IN: &[&str] = &["json-file"];
+
+/// Options whose value makes the shim reach a host resource (a socket, a network address): an
+/// annotation may only give values the node's admin allowed.
+pub const ADDRESS_KEYS: &[&str] = &[];
+
+/// The address a driver reaches when no option names one, by option key (an annotation that
+/// chooses the driver must be allowed that address too).
+pub fn default_addresses(name: &str) -> &'static [(&'static str, &'static str)] {
+    let _ = name;
+    &[]
+}
+
+/// One chosen driver with its own options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DriverConfig {
+    /// Docker's `json-file`.
+    JsonFile(JsonFileOptions),
+}
+
+/// A chosen driver, its options and its mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chosen {
+    /// The driver and its options.
+    pub config: DriverConfig,
+    /// `mode` / `max-buffer-size`.
+    pub mode: Mode,
+}
+
+/// The option keys of a built-in driver; `None` when `name` is not built in.
+pub fn option_keys(name: &str) -> Option<&'static [&'static str]> {
+    match name {
+        "json-file" => Some(&jsonfile::OPTION_KEYS),
+        _ => None,
+    }
+}
+
+/// Parses a driver list (`json-file,fluentd`; `none` or empty: no driver) into its names, in
+/// order, without repeats. Errors name the bad entry.
+pub fn parse_list(list: &str) -> Result<Vec<String>, String> {
+    let mut names: Vec<String> = Vec::new();
+    for raw in list.split(',') {
+        let name = raw.trim();
+        if name.is_empty() && list.trim().is_empty() {
+            continue;
+        }
+        if name.is_empty() {
+            return Err(format!("log driver list {list:?} has an empty entry"));
+        }
+        if names.iter().any(|n| n == name) {
+            return Err(format!("log driver {name:?} is listed twice in {list:?}"));
+        }
+        names.push(name.to_owned());
+    }
+    if names.iter().any(|n| n == "none") {
+        if names.len() > 1 {
+            return Err(format!(
+                "log driver list {list:?}: none cannot be combined with other drivers"
+            ));
+        }
+        names.clear();
+    }
+    Ok(names)
+}
+
+/// Resolves `names` (from [`parse_list`]) with the container's options. Unknown drivers are
+/// errors naming them; so are keys for which `strict(key)` holds (the container's own options)
+/// that no chosen driver understands, and keys no built-in driver understands at all. Other
+/// keys (the runtime's defaults for drivers this container did not choose) are ignored.
+pub fn resolve(
+    names: &[String],
+    opts: &BTreeMap<String, String>,
+    strict: impl Fn(&str) -> bool,
+) -> Result<Vec<Chosen>, String> {
+    let mut keys_of = Vec::with_capacity(names.len());
+    for name in names {
+        let keys = option_keys(name).ok_or_else(|| {
+            format!(
+                "unknown log driver {name:?}: expected {} or none",
+                BUILT_IN.join(", ")
+            )
+        })?;
+        keys_of.push(keys);
+    }
+    let known_anywhere = |k: &str| {
+        BUILT_IN
+            .iter()
+            .any(|n| option_keys(n).is_some_and(|keys| keys.contains(&k)))
+    };
+    for (k, v) in opts {
+        let common = MODE_KEYS.contains(&k.as_str());
+        let chosen = keys_of.iter().any(|keys| keys.contains(&k.as_str()));
+        if !common && !known_anywhere(k) {
+            return Err(format!(
+                "unknown log option {k:?}: no log driver ({}) has it",
+                BUILT_IN.join(", ")
+            ));
+        }
+        if !common && !chosen && strict(k) {
+            return Err(if names.is_empty() {
+                format!("log option {k}={v:?} given but no log driver is on")
+            } else {
+                format!(
+                    "unknown log option {k:?} for log driver {}",
+                    names.join(",")
+                )
+            });
+        }
+    }
+    let mode = if names.is_empty() {
+        Mode::Blocking
+    } else {
+        Mode::parse(
+            opts.get("mode").map(String::as_str),
+            opts.get("max-buffer-size").map(String::as_str),
+        )
+        .map_err(|e| e.to_string())?
+    };
+    names
+        .iter()
+        .zip(keys_of)
+        .map(|(name, keys)| {
+            let own = opts
+                .iter()
+                .filter(|(k, _)| keys.contains(&k.as_str()))
+                .map(|(k, v)| (k.as_str(), v.as_str()));
+            let config = match name.as_str() {
+                "json-file" => DriverConfig::JsonFile(
+                    JsonFileOptions::from_pairs(own).map_err(|e| e.to_string())?,
+                ),
+                other => return Err(format!("unknown log driver {other:?}")),
+            };
+            Ok(Chosen { config, mode })
+        })
+        .collect()
+}
+
+impl Chosen {
+    /// The driver's name.
+    pub fn name(&self) -> &'static str {
+        match self.config {
+            DriverConfig::JsonFile(_) => super::json_file::NAME,
+        }
+    }
+
+    /// Opens the driver for one container. Errors name the file or address.
+    pub fn open(&self, ctx: &OpenContext<'_>) -> Result<Arc<dyn LogDriver>, String> {
+        match &self.config {
+            DriverConfig::JsonFile(opts) => {
+                let [ns, id] = ctx.subdirs;
+                let writer = JsonFileWriter::open_under(
+                    ctx.root,
+                    &ctx.subdirs,
+                    &format!("{id}-json.log"),
+                    opts,
+                    ctx.tag,
+                )
+                .map_err(|e| format!("json-file log of {ns}/{id}: {e}"))?;
+                let mut log = JsonLog::new(writer, DEFAULT_MAX_LINE).with_mode(self.mode);
+                if let Some(r) = &ctx.reporter {
+                    log = log.with_reporter(r.clone());
+                }
+                Ok(Arc::new(log))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn lists() {
+        assert_eq!(parse_list("").unwrap(), Vec::<String>::new());
+        assert_eq!(parse_list("none").unwrap(), Vec::<String>::new());
+        assert_eq!(parse_list(" json-file ").unwrap(), ["json-file"]);
+        assert!(parse_list("json-file,,x").is_err());
+        assert!(parse_list("json-file,json-file").is_err());
+        assert!(parse_list("none,json-file").is_err());
+    }
+
+    #[test]
+    fn keys_must_belong_to_a_chosen_driver() {
+        let names = parse_list("json-file").unwrap();
+        let all = |_: &str| true;
+        let c = resolve(
+            &names,
+            &opts(&[("max-size", "1m"), ("mode", "non-blocking")]),
+            all,
+        )
+        .unwrap();
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].mode.max_buffer(), Some(1_000_000));
+        let e = resolve(&names, &opts(&[("no-such-opt", "x")]), all).unwrap_err();
+        assert!(e.contains("no-such-opt"), "{e}");
+        let e = resolve(&[], &opts(&[("max-size", "1m")]), all).unwrap_err();
+        assert!(e.contains("no log driver"), "{e}");
+        // The runtime's default for a driver this container did not choose is ignored.
+        assert!(resolve(&[], &opts(&[("max-size", "1m")]), |_| false).is_ok());
+        let e = resolve(&parse_list("syslog").unwrap(), &opts(&[]), all).unwrap_err();
+        assert!(e.contains("syslog"), "{e}");
+        let e = resolve(&names, &opts(&[("max-buffer-size", "1m")]), all).unwrap_err();
+        assert!(e.contains("max-buffer-size"), "{e}");
+    }
+}
