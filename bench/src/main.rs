@@ -369,6 +369,26 @@ fn goals(r: &Report, cfg: &Config) -> Vec<Goal> {
             Better::Higher,
             "MB/s",
         ),
+        Goal::check(
+            "shim CPU <= 1 s/GiB, json-file (100-byte lines)",
+            r.value("cpu.lines.json", "scribe"),
+            1.0,
+            Better::Lower,
+            "s/GiB",
+        ),
+        Goal::check(
+            "attaching the FIFO costs json-file <= 10% (json-file + reader / json-file >= 0.9)",
+            match (
+                r.value("relay.lines.json_attached", "scribe"),
+                r.value("relay.lines.json", "scribe"),
+            ) {
+                (Some(a), Some(j)) if j > 0.0 => Some(a / j),
+                _ => None,
+            },
+            0.9,
+            Better::Higher,
+            "x",
+        ),
     ]
 }
 

@@ -3,8 +3,9 @@
 //! Producers inside the container: `dd if=/dev/zero bs=1M count=N` (busybox), and `cat` of a
 //! pre-generated file of 100-byte lines bind-mounted read-only at /data/lines.
 //! Destinations: an attached reader (`ctr run --rm` with its stdout piped to this program, which
-//! counts bytes), `--log-uri file:///...`, and Scribe's json-file sink (`--null-io`, annotation
-//! `io.scribe.log.driver=json-file`).
+//! counts bytes), `--log-uri file:///...`, Scribe's json-file driver (`--null-io`, annotation
+//! `io.scribe.log.driver=json-file`), and the json-file driver with the attached reader too (what
+//! framing and writing every line costs the FIFO path).
 //!
 //! Throughput is timed from the first to the last byte seen at the destination, so container
 //! start and teardown are not in it. Shim CPU is the shim daemon's utime+stime over the same
@@ -37,7 +38,9 @@ fn run_timeout(mib: u64) -> Duration {
 /// Cases a runtime cannot do, and why (instead of waiting for a run that never finishes).
 fn unsupported(rt: &str, case: &Case) -> Option<&'static str> {
     match (rt, case.dest) {
-        (_, Dest::JsonFile) if rt != "scribe" => Some("json-file is Scribe's own"),
+        (_, Dest::JsonFile | Dest::JsonFileAttached) if rt != "scribe" => {
+            Some("json-file is Scribe's own")
+        }
         ("rust", Dest::File) => Some(
             "containerd-runc-shim 0.1.1 has no file:// stdio (its create_io only knows fifo; the run hangs)",
         ),
@@ -56,6 +59,8 @@ enum Dest {
     Attached,
     File,
     JsonFile,
+    /// The json-file driver and an attached reader at once.
+    JsonFileAttached,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -73,6 +78,7 @@ impl Case {
             (Producer::Lines, Dest::Attached) => "relay.lines.attached",
             (Producer::Lines, Dest::File) => "relay.lines.file",
             (Producer::Lines, Dest::JsonFile) => "relay.lines.json",
+            (_, Dest::JsonFileAttached) => "relay.lines.json_attached",
         }
     }
     fn cpu_id(&self) -> &'static str {
@@ -83,6 +89,7 @@ impl Case {
             (Producer::Lines, Dest::Attached) => "cpu.lines.attached",
             (Producer::Lines, Dest::File) => "cpu.lines.file",
             (Producer::Lines, Dest::JsonFile) => "cpu.lines.json",
+            (_, Dest::JsonFileAttached) => "cpu.lines.json_attached",
         }
     }
     fn label(&self) -> String {
@@ -94,6 +101,7 @@ impl Case {
             Dest::Attached => "attached reader",
             Dest::File => "file://",
             Dest::JsonFile => "json-file",
+            Dest::JsonFileAttached => "json-file + attached reader",
         };
         format!("{p} -> {d}")
     }
@@ -166,6 +174,10 @@ pub fn run(ctx: &Ctx, notes: &mut Vec<String>) -> Result<Vec<Row>> {
             producer: Producer::Lines,
             dest: Dest::JsonFile,
         });
+        cases.push(Case {
+            producer: Producer::Lines,
+            dest: Dest::JsonFileAttached,
+        });
     }
     let lines_file = ctx.work.join("data/lines");
     eprintln!(
@@ -205,7 +217,7 @@ pub fn run(ctx: &Ctx, notes: &mut Vec<String>) -> Result<Vec<Row>> {
             for rt in ctx.rotated(rep + ci) {
                 crate::check_interrupt()?;
                 if let Some(why) = unsupported(rt.key, case) {
-                    if rep == 0 && case.dest != Dest::JsonFile {
+                    if rep == 0 && !matches!(case.dest, Dest::JsonFile | Dest::JsonFileAttached) {
                         notes.push(format!(
                             "relay: {}: {} skipped: {why}",
                             rt.key,
@@ -252,6 +264,14 @@ pub fn run(ctx: &Ctx, notes: &mut Vec<String>) -> Result<Vec<Row>> {
                         opts.push("--annotation".into());
                         opts.push("io.scribe.log.driver=json-file".into());
                         let r = to_file(ctx, rt, &id, &opts, &cmd, &path, expect, Some(expect));
+                        let _ = std::fs::remove_dir_all(&dir);
+                        r
+                    }
+                    Dest::JsonFileAttached => {
+                        let dir = ctx.log_root.join(ctx.c.namespace()).join(&id);
+                        opts.push("--annotation".into());
+                        opts.push("io.scribe.log.driver=json-file".into());
+                        let r = attached(ctx, rt, &id, &opts, &cmd, expect);
                         let _ = std::fs::remove_dir_all(&dir);
                         r
                     }
@@ -307,6 +327,9 @@ pub fn run(ctx: &Ctx, notes: &mut Vec<String>) -> Result<Vec<Row>> {
         }
         if case.dest == Dest::JsonFile {
             tp.note("MB/s of input lines; Scribe only");
+        }
+        if case.dest == Dest::JsonFileAttached {
+            tp.note("timed at the attached reader; every line also framed into json-file");
         }
         if case.dest == Dest::Attached {
             if let Some(f) = floors.get(&case.producer).and_then(|v| median(v)) {

@@ -101,7 +101,7 @@ impl LineFramer {
             // Invariant: pending.len() < max_line, so room >= 1.
             let room = self.max_line - self.pending.len();
             let window = &rest[..rest.len().min(room)];
-            if let Some(nl) = window.iter().position(|b| *b == b'\n') {
+            if let Some(nl) = memchr::memchr(b'\n', window) {
                 let (line, after) = rest.split_at(nl + 1);
                 let partial = self.end_of_line();
                 if self.pending.is_empty() {
