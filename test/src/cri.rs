@@ -173,6 +173,10 @@ pub fn runtime_options_table(runtime: &str, paths: &CriPaths, mode: OptionsMode)
     }
 }
 
+/// The annotations CRI passes from pods and containers to the runtime (containerd's CRI passes
+/// only those its runtime entry lists: `pod_annotations` / `container_annotations`, glob patterns).
+pub const ANNOTATIONS: &str = "io.scribe.log.*";
+
 /// CRI plugin configuration (TOML to append to a `version = 2` config) for
 /// containerd `version`, with `runtime` (a runtime type such as `io.containerd.scribe.v2`)
 /// as the default runtime, named [`CRI_RUNTIME_HANDLER`], its options passed as `mode` says.
@@ -211,6 +215,8 @@ pub fn cri_config(
     default_runtime_name = "{h}"
     [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.{h}]
       runtime_type = "{runtime}"
+      pod_annotations = ["{ANNOTATIONS}"]
+      container_annotations = ["{ANNOTATIONS}"]
     [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.{h}.options]
 {opts}
 [plugins."io.containerd.grpc.v1.cri"]
@@ -235,6 +241,8 @@ pub fn cri_config(
     default_runtime_name = "{h}"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{h}]
       runtime_type = "{runtime}"
+      pod_annotations = ["{ANNOTATIONS}"]
+      container_annotations = ["{ANNOTATIONS}"]
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{h}.options]
 {opts}"#,
             bin = bin.display(),

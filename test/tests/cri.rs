@@ -739,3 +739,90 @@ fn slice_cgroup_parent_with_systemd_cgroup_fails_clearly() {
         c.shim_pids()
     );
 }
+
+/// Kubernetes users choose log drivers per pod with annotations, which containerd's CRI passes to
+/// the runtime only when its runtime entry lists them (`pod_annotations = ["io.scribe.log.*"]`,
+/// as in `examples/`). A pod annotation turns the json-file driver on for the pod's containers;
+/// a pod annotation pointing fluentd at containerd's own socket is refused (the address is not in
+/// `AllowedLogAddresses`), while the same address set by the node's admin is not an annotation's
+/// choice and would be used.
+#[test]
+fn pod_annotations_choose_log_drivers_within_the_allow_lists() {
+    if !testing_scribe() {
+        eprintln!("Scribe's own feature: skipped for {}", runtime());
+        return;
+    }
+    let mut step = Step(Instant::now());
+    let env = setup_with_options(
+        None,
+        "AllowedLogDrivers = [\"json-file\", \"fluentd\"]\n",
+        &mut step,
+    );
+    let mut pod_cfg = pod_config(&env, "scribe-annotated");
+    pod_cfg
+        .annotations
+        .insert("io.scribe.log.driver".into(), "json-file".into());
+    pod_cfg
+        .annotations
+        .insert("io.scribe.log.max-size".into(), "1m".into());
+    let pod = run_pod(&env, &pod_cfg);
+    let ctr = start_container(
+        &env,
+        &pod,
+        &pod_cfg,
+        "annotated",
+        vec![
+            "sh".into(),
+            "-c".into(),
+            "echo from-the-pod; echo to-stderr >&2; exec sleep 3600".into(),
+        ],
+    );
+    let json = env
+        .paths
+        .log_root()
+        .join(CRI_NAMESPACE)
+        .join(&ctr)
+        .join(format!("{ctr}-json.log"));
+    let mut text = String::new();
+    let seen = procs::wait_until(Duration::from_secs(10), || {
+        text = fs::read_to_string(&json).unwrap_or_default();
+        text.contains("from-the-pod") && text.contains("to-stderr")
+    });
+    assert!(
+        seen,
+        "the pod annotation did not reach the shim: {} holds {text:?}",
+        json.display()
+    );
+    step.log("json-file chosen by pod annotation");
+
+    let containerd_socket = format!("unix://{}", env.c.address().display());
+    let mut bad = pod_config(&env, "scribe-to-containerd");
+    bad.annotations
+        .insert("io.scribe.log.driver".into(), "fluentd".into());
+    bad.annotations.insert(
+        "io.scribe.log.fluentd-address".into(),
+        containerd_socket.clone(),
+    );
+    let refused = env
+        .cri
+        .block(env.cri.rs().run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(bad),
+            runtime_handler: String::new(),
+        }));
+    let err = match refused {
+        Ok(r) => {
+            env.cri.pods.borrow_mut().push(r.pod_sandbox_id.clone());
+            panic!(
+                "a pod pointing fluentd at containerd's socket ran: {}",
+                r.pod_sandbox_id
+            )
+        }
+        Err(e) => e.to_string(),
+    };
+    for word in ["fluentd-address", "AllowedLogAddresses"] {
+        assert!(err.contains(word), "the error must name {word}: {err}");
+    }
+    step.log("fluentd at containerd's socket refused");
+    let shims = env.c.shim_pids();
+    remove_pod_and_check(&env, &pod, &[&pod, &ctr], shims[0], &mut step);
+}

@@ -17,7 +17,7 @@ pub const BUILT_IN: &[&str] = &["json-file"];
 
 /// Options whose value makes the shim reach a host resource (a socket, a network address): an
 /// annotation may only give values the node's admin allowed.
-pub const ADDRESS_KEYS: &[&str] = &[];
+pub const ADDRESS_KEYS: &[&str] = &["fluentd-address"];
 
 /// The address a driver reaches when no option names one, by option key (an annotation that
 /// chooses the driver must be allowed that address too).
