@@ -235,11 +235,15 @@ struct RotState {
     failed: bool,
 }
 
-/// [`RotState`] with the condition its waiters wait on (the thread ended).
+/// [`RotState`] with the conditions its waiters wait on.
 #[derive(Debug, Default)]
 struct Rotation {
     state: Mutex<RotState>,
+    /// The thread ended.
     idle: Condvar,
+    /// The writer took the next live file (or was dropped): it no longer appends to the file
+    /// moved aside, which may now be named and gzipped.
+    adopted: Condvar,
 }
 
 impl Rotation {
@@ -400,12 +404,17 @@ impl JsonFileWriter {
     }
 
     /// Whether the rotation thread still runs (files moved aside still wait for their names).
-    pub fn rotation_running(&self) -> bool {
+    /// Takes the next live file first if the thread opened one, so that the thread can finish
+    /// the file moved aside (it waits until nothing appends to it any more).
+    pub fn rotation_running(&mut self) -> bool {
+        self.adopt_next();
         self.rot.lock().running
     }
 
     /// Waits until the rotation thread is done; returns its failure, if one no hook took.
     pub fn wait_rotation(&mut self) -> Option<JsonFileError> {
+        // The thread finishes a moved file only once the writer stopped appending to it.
+        self.adopt_next();
         let e = {
             let mut st = self.rot.lock();
             while st.running {
@@ -703,6 +712,9 @@ impl JsonFileWriter {
     /// Takes the next live file the thread opened, if there is one.
     fn adopt_next(&mut self) {
         let next = self.rot.lock().next.take();
+        if next.is_some() {
+            self.rot.adopted.notify_all();
+        }
         if let Some(file) = next {
             match self.use_live(file) {
                 Ok(()) => self.stats.rotations += 1,
@@ -893,6 +905,15 @@ struct RotationJob {
     hook: Option<Hook>,
 }
 
+impl Drop for JsonFileWriter {
+    /// The writer appends nothing more: let the thread finish what was moved aside.
+    fn drop(&mut self) {
+        let next = self.rot.lock().next.take();
+        drop(next);
+        self.rot.adopted.notify_all();
+    }
+}
+
 impl RotationJob {
     fn run(self) {
         lower_priority();
@@ -912,6 +933,22 @@ impl RotationJob {
             if want {
                 self.next_live(upto);
                 continue;
+            }
+            // Until the writer took the next file it may still append to the one moved aside
+            // (`write_many` never waits): naming and gzipping it now would lose those entries.
+            {
+                let mut st = self.rot.lock();
+                while st.next.is_some() && !st.want {
+                    st = self
+                        .rot
+                        .adopted
+                        .wait_timeout(st, std::time::Duration::from_millis(100))
+                        .map(|(g, _)| g)
+                        .unwrap_or_else(|p| p.into_inner().0);
+                }
+                if st.want {
+                    continue;
+                }
             }
             let result =
                 rotate::finish_pending(&self.dir, &self.base, self.max_file, self.compress, upto);
