@@ -233,6 +233,9 @@ struct RotState {
     next: Option<File>,
     /// The last request failed: the writer appends to the live file until the next request.
     failed: bool,
+    /// The writer is between looking for `next` and the end of its write: it may be appending
+    /// to a file the thread has just moved aside.
+    writing: bool,
 }
 
 /// [`RotState`] with the conditions its waiters wait on.
@@ -241,9 +244,8 @@ struct Rotation {
     state: Mutex<RotState>,
     /// The thread ended.
     idle: Condvar,
-    /// The writer took the next live file (or was dropped): it no longer appends to the file
-    /// moved aside, which may now be named and gzipped.
-    adopted: Condvar,
+    /// The writer finished a write: a file moved aside before it began gets nothing more.
+    written: Condvar,
 }
 
 impl Rotation {
@@ -404,16 +406,12 @@ impl JsonFileWriter {
     }
 
     /// Whether the rotation thread still runs (files moved aside still wait for their names).
-    /// Takes the next live file first if the thread opened one, so that the thread can finish
-    /// the file moved aside (it waits until nothing appends to it any more).
-    pub fn rotation_running(&mut self) -> bool {
-        self.adopt_next();
+    pub fn rotation_running(&self) -> bool {
         self.rot.lock().running
     }
 
     /// Waits until the rotation thread is done; returns its failure, if one no hook took.
     pub fn wait_rotation(&mut self) -> Option<JsonFileError> {
-        // The thread finishes a moved file only once the writer stopped appending to it.
         self.adopt_next();
         let e = {
             let mut st = self.rot.lock();
@@ -528,7 +526,7 @@ impl JsonFileWriter {
         let mut first_err = None;
         let mut i = 0;
         while i < lines.len() {
-            self.adopt_next();
+            self.begin_write();
             self.buf.clear();
             self.buf.push(b'\n'); // used only if the live file lacks a final newline
             let mut j = i;
@@ -563,9 +561,12 @@ impl JsonFileWriter {
                 j += 1;
             }
             if stopped {
+                self.end_write();
                 break;
             }
-            match self.commit(&lines[i..j]) {
+            let committed = self.commit(&lines[i..j]);
+            self.end_write();
+            match committed {
                 Ok(w) => {
                     if merged.resumed_after.is_none() {
                         merged.resumed_after = w.resumed_after;
@@ -709,12 +710,32 @@ impl JsonFileWriter {
         }
     }
 
+    /// Starts a write: takes the next live file the thread opened, if there is one, and tells
+    /// the thread that entries may go to the current file until [`Self::end_write`].
+    fn begin_write(&mut self) {
+        let next = {
+            let mut st = self.rot.lock();
+            st.writing = true;
+            st.next.take()
+        };
+        self.use_next(next);
+    }
+
+    /// Ends a write: a file the thread moved aside meanwhile gets nothing more (the next write
+    /// takes the next live file first), so the thread may name and gzip it.
+    fn end_write(&mut self) {
+        self.rot.lock().writing = false;
+        self.rot.written.notify_all();
+    }
+
     /// Takes the next live file the thread opened, if there is one.
     fn adopt_next(&mut self) {
         let next = self.rot.lock().next.take();
-        if next.is_some() {
-            self.rot.adopted.notify_all();
-        }
+        self.use_next(next);
+    }
+
+    /// Makes `next` (the thread's new live file) the live file.
+    fn use_next(&mut self, next: Option<File>) {
         if let Some(file) = next {
             match self.use_live(file) {
                 Ok(()) => self.stats.rotations += 1,
@@ -905,15 +926,6 @@ struct RotationJob {
     hook: Option<Hook>,
 }
 
-impl Drop for JsonFileWriter {
-    /// The writer appends nothing more: let the thread finish what was moved aside.
-    fn drop(&mut self) {
-        let next = self.rot.lock().next.take();
-        drop(next);
-        self.rot.adopted.notify_all();
-    }
-}
-
 impl RotationJob {
     fn run(self) {
         lower_priority();
@@ -934,20 +946,13 @@ impl RotationJob {
                 self.next_live(upto);
                 continue;
             }
-            // Until the writer took the next file it may still append to the one moved aside
-            // (`write_many` never waits): naming and gzipping it now would lose those entries.
+            // A write that began before the file was moved aside may still append to it
+            // (`write_many` never waits): naming and gzipping it first would lose those entries.
+            // Writes that begin later take the next live file first.
             {
                 let mut st = self.rot.lock();
-                while st.next.is_some() && !st.want {
-                    st = self
-                        .rot
-                        .adopted
-                        .wait_timeout(st, std::time::Duration::from_millis(100))
-                        .map(|(g, _)| g)
-                        .unwrap_or_else(|p| p.into_inner().0);
-                }
-                if st.want {
-                    continue;
+                while st.writing {
+                    st = self.rot.written.wait(st).unwrap_or_else(|p| p.into_inner());
                 }
             }
             let result =
