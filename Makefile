@@ -30,8 +30,10 @@ check:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p scribe-e2e --all-targets --features vm -- -D warnings
 
+# A hung unit test fails the run after UNIT_TIMEOUT seconds instead of eating CI's whole budget.
+UNIT_TIMEOUT ?= 1200
 unit:
-	$(CARGO) test --workspace --exclude scribe-e2e
+	timeout -k 10 $(UNIT_TIMEOUT) $(CARGO) test --workspace --exclude scribe-e2e
 
 fetch-containerd:
 	test/fetch-containerd.sh $(filter-out 1.6,$(E2E_VERSIONS))
