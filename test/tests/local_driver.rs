@@ -358,3 +358,74 @@ fn docker_logs_reads_the_local_files_scribe_wrote() {
     d.docker(&["rm", "-f", "ref"]).assert_success();
     c.assert_clean();
 }
+
+/// Docker's validation of the `local` options (and the cache's) fails the Create, naming the
+/// option, and leaves no log behind.
+#[test]
+fn bad_local_options_fail_the_create_naming_the_option() {
+    let c = Containerd::start();
+    let logs = LogSetup::new(&c, "local-bad", "");
+    let cases: &[(&str, &[&str], &[&str])] = &[
+        // dockerd: compression cannot be enabled when max-file is 1 (compress defaults true).
+        (
+            "maxfileone",
+            &["io.scribe.log.max-file=1"],
+            &["compress", "max-file"],
+        ),
+        ("maxfilezero", &["io.scribe.log.max-file=0"], &["max-file"]),
+        ("negsize", &["io.scribe.log.max-size=-1"], &["max-size"]),
+        (
+            "badcompress",
+            &["io.scribe.log.compress=maybe"],
+            &["compress"],
+        ),
+        ("tag", &["io.scribe.log.tag=x"], &["tag", "local"]),
+        (
+            "cachebool",
+            &["io.scribe.log.cache-disabled=maybe"],
+            &["cache-disabled"],
+        ),
+        (
+            "cachesize",
+            &["io.scribe.log.cache-max-size=0"],
+            &["cache-max-size"],
+        ),
+    ];
+    for (id, annotations, words) in cases {
+        let mut args = vec!["--rm", "--annotation", "io.scribe.log.driver=local"];
+        for a in *annotations {
+            args.extend(["--annotation", a]);
+        }
+        args.extend([IMAGE, id, "echo", "must-not-run"]);
+        let o = c.ctr(&logs.run_args(&args));
+        o.assert_failure();
+        assert!(!o.stdout.contains("must-not-run"), "{o}");
+        for w in *words {
+            assert!(o.stderr.contains(w), "the error must name {w:?}: {o}");
+        }
+        assert!(
+            !logs.container_dir(id).join("local-logs").exists(),
+            "a refused container left a local log"
+        );
+    }
+    // max-file=1 is fine once compression is off.
+    let o = c.ctr(&logs.run_args(&[
+        "--rm",
+        "--annotation",
+        "io.scribe.log.driver=local",
+        "--annotation",
+        "io.scribe.log.max-file=1",
+        "--annotation",
+        "io.scribe.log.compress=false",
+        IMAGE,
+        "onefile",
+        "echo",
+        "one",
+    ]));
+    assert_eq!(o.code, Some(0), "{o}");
+    let entries = decode_files(&[logs
+        .container_dir("onefile")
+        .join("local-logs/container.log")]);
+    assert_eq!(stream_text(&entries, "stdout"), "one\n");
+    c.assert_clean();
+}

@@ -83,6 +83,14 @@ pub(crate) fn unix_nanos(time: SystemTime) -> i64 {
 }
 
 impl Format {
+    /// Docker's name of the driver writing this format, for messages.
+    pub fn driver(self) -> &'static str {
+        match self {
+            Format::Json => "json-file",
+            Format::Local => "local",
+        }
+    }
+
     /// Appends the entry of `piece` to `out`.
     pub(crate) fn encode(
         self,

@@ -142,6 +142,8 @@ pub struct JsonFileError {
     path: PathBuf,
     source: io::Error,
     repeated: bool,
+    /// The driver whose file it is (`json-file`, `local`), first word of the message.
+    driver: &'static str,
 }
 
 impl JsonFileError {
@@ -152,6 +154,7 @@ impl JsonFileError {
             path: path.to_path_buf(),
             source,
             repeated: false,
+            driver: Format::Json.driver(),
         }
     }
 
@@ -162,6 +165,7 @@ impl JsonFileError {
             path: e.path,
             source: e.source,
             repeated: false,
+            driver: Format::Json.driver(),
         }
     }
 
@@ -172,7 +176,14 @@ impl JsonFileError {
             path: e.path,
             source: e.source,
             repeated: false,
+            driver: Format::Json.driver(),
         }
+    }
+
+    /// Names the driver of `format` in the message.
+    fn of(mut self, format: Format) -> Self {
+        self.driver = format.driver();
+        self
     }
 
     /// The step that failed.
@@ -199,7 +210,7 @@ impl JsonFileError {
 
 impl fmt::Display for JsonFileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "json-file {}", self.op.as_str())?;
+        write!(f, "{} {}", self.driver, self.op.as_str())?;
         if !self.detail.is_empty() {
             write!(f, " ({})", self.detail)?;
         }
@@ -385,7 +396,7 @@ impl JsonFileWriter {
             last_error: None,
             last_warning: None,
         };
-        w.open_live()?;
+        w.open_live().map_err(|e| e.of(format))?;
         w.finish_left_over();
         if let Some(dir) = &w.dir {
             if let Err(e) = rotate::remove_stale_temps(dir, &w.name) {
@@ -732,6 +743,7 @@ impl JsonFileWriter {
             return;
         };
         let job = RotationJob {
+            format: self.format,
             rot: self.rot.clone(),
             dir,
             base: self.name.clone(),
@@ -934,7 +946,8 @@ impl JsonFileWriter {
         kept
     }
 
-    fn dropped(&mut self, entries: u64, bytes: u64, mut e: JsonFileError) -> JsonFileError {
+    fn dropped(&mut self, entries: u64, bytes: u64, e: JsonFileError) -> JsonFileError {
+        let mut e = e.of(self.format);
         let counts = self.failing.get_or_insert_with(DropCounts::default);
         counts.entries += entries;
         counts.bytes += bytes;
@@ -945,7 +958,8 @@ impl JsonFileWriter {
         e
     }
 
-    fn warn(&mut self, mut e: JsonFileError) -> JsonFileError {
+    fn warn(&mut self, e: JsonFileError) -> JsonFileError {
+        let mut e = e.of(self.format);
         e.repeated = self.last_warning == Some(e.op);
         self.last_warning = Some(e.op);
         e
@@ -954,6 +968,8 @@ impl JsonFileWriter {
 
 /// The rotation thread's work: name every file moved aside, until none waits.
 struct RotationJob {
+    /// Names the driver in errors.
+    format: Format,
     rot: Arc<Rotation>,
     dir: Arc<SafeDir>,
     base: OsString,
@@ -1046,6 +1062,7 @@ impl RotationJob {
 
     /// Hands a pass's outcome to the hook, or keeps a failure for the writer.
     fn report(&self, error: Option<JsonFileError>) {
+        let error = error.map(|e| e.of(self.format));
         match &self.hook {
             Some(Hook(hook)) => hook(error),
             None => {

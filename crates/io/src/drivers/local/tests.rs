@@ -363,7 +363,10 @@ fn a_link_planted_in_the_log_dir_is_refused() {
         &ctx(dir.path(), &tag, None),
     )
     .unwrap_err();
-    assert!(e.contains("container.log"), "{e}");
+    assert!(
+        e.contains("container.log") && e.contains("local open"),
+        "{e}"
+    );
     assert_eq!(
         std::fs::read_to_string(&victim).expect("victim"),
         "precious"
@@ -428,6 +431,10 @@ fn a_full_disk_counts_and_reports_drops() {
         panic!("{reports:?}");
     };
     assert!(error.contains("No space left on device"), "{error}");
+    assert!(
+        error.starts_with("local write "),
+        "names the driver: {error}"
+    );
     assert!(
         matches!(reports[1].1, DriverReport::Closed { .. }),
         "{reports:?}"
