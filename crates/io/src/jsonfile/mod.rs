@@ -298,6 +298,8 @@ pub struct JsonFileWriter {
     hook: Option<Hook>,
     /// json-file lines or `local` records.
     format: Format,
+    /// Ids for `local` messages that end no line (see [`Format::encode`]).
+    partial_ids: Option<crate::drivers::PartialIds>,
     max_size: Option<u64>,
     max_file: u32,
     compress: bool,
@@ -383,6 +385,7 @@ impl JsonFileWriter {
             background: true,
             hook: None,
             format,
+            partial_ids: None,
             max_size: opts.max_size,
             max_file: opts.max_file.max(1),
             compress: opts.compress && opts.max_file >= 2,
@@ -596,6 +599,7 @@ impl JsonFileWriter {
                     stream,
                     self.attrs.as_deref(),
                     &mut stamp,
+                    &mut self.partial_ids,
                 );
                 let batch_len = (self.buf.len() - 1) as u64;
                 if j == i {

@@ -241,7 +241,8 @@ fn records_round_trip_with_split_lines() {
         ("stdout", "", false),
         ("stdout", "abc", true),
         ("stdout", "def", true),
-        ("stdout", "no newline at the end", false),
+        // Output that ended without a newline: dockerd's copier stores it as a first piece.
+        ("stdout", "no newline at the end", true),
         ("stderr", "err", false),
     ];
     let want: Vec<(String, String, bool)> = want
@@ -255,6 +256,9 @@ fn records_round_trip_with_split_lines() {
     assert_eq!((m2.ordinal, m2.last, m2.id.len()), (2, true, 64));
     assert_eq!(got[2].partial_meta.clone().expect("metadata").id, m2.id);
     assert!(!got[2].partial_meta.clone().expect("metadata").last);
+    let m4 = got[4].partial_meta.clone().expect("metadata");
+    assert_eq!((m4.ordinal, m4.last), (1, false));
+    assert_ne!(m4.id, m2.id);
 }
 
 #[test]
