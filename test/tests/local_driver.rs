@@ -104,18 +104,18 @@ fn assert_text(got: &str, want: &str, what: &str) {
 }
 
 /// A program writing `n` numbered lines to each stream, then a 40000-byte line (split in three
-/// pieces at 16 KiB) and a last line to stdout, and a last line without its newline to stderr.
+/// pieces at 16 KiB), an empty line and a last line to stdout, and a last line without its newline to stderr.
 fn program(n: usize) -> String {
     format!(
         "for i in $(seq 1 {n}); do echo \"out $i\"; echo \"err $i\" >&2; done; \
-         head -c 40000 /dev/zero | tr '\\0' x; echo; echo done; printf 'no newline' >&2"
+         head -c 40000 /dev/zero | tr '\\0' x; echo; echo; echo done; printf 'no newline' >&2"
     )
 }
 
 fn expected(n: usize) -> (String, String) {
     let mut out: String = (1..=n).map(|i| format!("out {i}\n")).collect();
     out.push_str(&"x".repeat(40000));
-    out.push_str("\ndone\n");
+    out.push_str("\n\ndone\n");
     let mut err: String = (1..=n).map(|i| format!("err {i}\n")).collect();
     // Output ending without a newline is kept without one (dockerd stores it as a split line's
     // first piece, and so does Scribe).
