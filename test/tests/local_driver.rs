@@ -440,3 +440,88 @@ fn bad_local_options_fail_the_create_naming_the_option() {
     assert_eq!(stream_text(&entries, "stdout"), "one\n");
     c.assert_clean();
 }
+
+/// A full disk under the `local` log: the container runs to its own exit status, ctr gets every
+/// line, and `runtime.log` reports the drops with `component` = `local`: the kept records and the
+/// dropped count add up to what the container wrote.
+#[test]
+fn a_full_local_log_disk_drops_and_reports_but_never_holds_the_container() {
+    use scribe_e2e::records::read_json_lines;
+    use scribe_e2e::tmpfs::Tmpfs;
+    use std::time::Duration;
+
+    let c = Containerd::start();
+    let fs = Tmpfs::mount(c.dir().join("localfs"), "128k");
+    // Leave about 24 KiB: a few hundred records fit, the rest do not.
+    let filler = fs.path().join("filler");
+    std::fs::write(&filler, vec![b'x'; 104 * 1024])
+        .unwrap_or_else(|e| panic!("writing {}: {e}", filler.display()));
+    let logs = LogSetup::new(
+        &c,
+        "localfull",
+        &format!("JsonFileRoot = \"{}\"\n", fs.path().display()),
+    );
+    let id = "localfull";
+    let n = 20000;
+    let prog = format!("seq 1 {n}; echo err end >&2; exit 3");
+    let o = c.ctr(&logs.run_args(&[
+        "--rm",
+        "--annotation",
+        "io.scribe.log.driver=local",
+        IMAGE,
+        id,
+        "sh",
+        "-c",
+        &prog,
+    ]));
+    assert_eq!(o.code, Some(3), "the container's own exit status: {o}");
+    let want: String = (1..=n).map(|i| format!("{i}\n")).collect();
+    assert_text(&o.stdout, &want, "ctr's stdout");
+
+    let runtime_log = logs.container_dir(id).join("runtime.log");
+    let local_records = || -> Vec<serde_json::Value> {
+        if !runtime_log.exists() {
+            return Vec::new();
+        }
+        read_json_lines(&runtime_log)
+            .into_iter()
+            .filter(|r| r["component"] == "local")
+            .collect()
+    };
+    assert!(
+        wait_until(Duration::from_secs(15), || local_records()
+            .iter()
+            .any(|r| r.get("total_entries_dropped").is_some())),
+        "no local summary in {}: {:?}",
+        runtime_log.display(),
+        local_records()
+    );
+    let recs = local_records();
+    let first = &recs[0];
+    assert_eq!(first["level"], "error", "{first}");
+    let error = first["error"].as_str().unwrap_or("");
+    assert!(
+        error.starts_with("local write ")
+            && error.contains("local-logs/container.log")
+            && error.contains("No space left on device"),
+        "the error names the driver, the file and the OS error: {first}"
+    );
+    let closed = recs.last().expect("records");
+    let dropped = closed["total_entries_dropped"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("total_entries_dropped: {closed}"));
+    let dir = fs.path().join(c.namespace()).join(id).join("local-logs");
+    let kept = decode_files(&local_files(&dir, "container.log"));
+    assert!(
+        !kept.is_empty() && dropped > 0,
+        "{} kept, {dropped} dropped",
+        kept.len()
+    );
+    assert_eq!(
+        kept.len() as u64 + dropped,
+        n as u64 + 1,
+        "kept records and dropped entries add up to the container's lines"
+    );
+    fs.unmount();
+    c.assert_clean();
+}
