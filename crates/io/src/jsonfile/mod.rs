@@ -6,6 +6,10 @@
 //! The writer rotates by size, keeps `max-file` files, gzips rotated ones and
 //! adds `"attrs":{"tag":...}` when a tag is configured.
 //!
+//! The same writer writes Docker's `local` records instead ([`Format::Local`],
+//! [`JsonFileWriter::open_local_under`]): everything below holds for both formats
+//! (see [`Format`] for the few steps that differ).
+//!
 //! Failure policy: a container must never block or crash because its log disk
 //! is full or unwritable. Entries go out in one `write(2)` per batch
 //! ([`JsonFileWriter::write_many`]); an entry is either written whole or
@@ -404,7 +408,8 @@ impl JsonFileWriter {
         if let Some(dir) = &w.dir {
             if let Err(e) = rotate::remove_stale_temps(dir, &w.name) {
                 log::warn!(
-                    "json-file {}: removing stale temp files: {}",
+                    "{} {}: removing stale temp files: {}",
+                    format.driver(),
                     w.path.display(),
                     e.source
                 );
