@@ -13,6 +13,7 @@
 
 pub mod feed;
 pub mod json_file;
+pub mod local;
 pub mod mode;
 pub mod partial;
 pub mod registry;
