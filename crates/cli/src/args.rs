@@ -34,6 +34,8 @@ pub struct Args {
     pub stream: Option<Stream>,
     /// `--format json`.
     pub json: bool,
+    /// `logs --source`: json-file, local or cache (default: the first there).
+    pub source: Option<String>,
     /// `records --runtime`.
     pub runtime: bool,
     /// `records --event` (repeatable, or comma-separated).
@@ -63,6 +65,7 @@ pub fn parse(cmd: Command, argv: &[String], now: SystemTime) -> Result<Args, Str
         timestamps: false,
         stream: None,
         json: false,
+        source: None,
         runtime: false,
         events: Vec::new(),
     };
@@ -148,6 +151,13 @@ pub fn parse(cmd: Command, argv: &[String], now: SystemTime) -> Result<Args, Str
                     "json" => true,
                     other => return Err(format!("--format: {other:?} is not raw or json")),
                 }
+            }
+            "source" if cmd == Command::Logs => {
+                let v = value("source")?;
+                if !["json-file", "local", "cache"].contains(&v.as_str()) {
+                    return Err(format!("--source: {v:?} is not json-file, local or cache"));
+                }
+                a.source = Some(v);
             }
             "runtime" if cmd == Command::Records => a.runtime = true,
             "event" if cmd == Command::Records => a

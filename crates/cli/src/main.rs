@@ -1,7 +1,8 @@
 //! `scribe`: read a container's logs and records back on the node.
 //!
-//! - `scribe logs [OPTIONS] CONTAINER`: the container's json-file log (rotated and gzipped
-//!   files included), as `docker logs` prints it, to the nanosecond;
+//! - `scribe logs [OPTIONS] CONTAINER`: the container's json-file or `local` log, or its
+//!   dual-logging cache (rotated and gzipped files included), as `docker logs` prints it, to the
+//!   nanosecond;
 //! - `scribe records [OPTIONS] CONTAINER`: its `container.log` (and `runtime.log`) records.
 //!
 //! The reading is [`scribe_io::reader`]; this crate only parses options and prints.
@@ -28,6 +29,8 @@ Options (both):
   -f, --follow             keep printing until the container is deleted (or Ctrl-C)
 logs:
       --json-file-root DIR the shim's JsonFileRoot (default: the log root)
+      --source S           json-file, local or cache (the dual-logging cache of a
+                           fluentd container); default: the first the container has
   -t, --timestamps         print each line's time before it
       --stream S           stdout or stderr only
       --format raw|json    json: one Docker json-file object a line

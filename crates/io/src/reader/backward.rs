@@ -104,6 +104,68 @@ impl<'a> BackLines<'a> {
     }
 }
 
+/// Records of a plain file from its end back, in either format: json-file lines through
+/// [`BackLines`], `local` records by their trailing size (two `pread`s each).
+pub enum Back<'a> {
+    /// json-file.
+    Lines(BackLines<'a>),
+    /// `local`: the file and where the records not yet returned end.
+    Local(&'a File, u64),
+}
+
+impl<'a> Back<'a> {
+    /// Reads `file[..end]` backwards as `format`.
+    pub fn new(format: super::format::Format, file: &'a File, end: u64) -> Self {
+        match format {
+            super::format::Format::JsonFile => Back::Lines(BackLines::new(file, end)),
+            super::format::Format::Local => Back::Local(file, end),
+        }
+    }
+
+    /// The previous record's body (a `local` record that does not add up is an error: nothing
+    /// before it can be found).
+    pub fn next_line(&mut self) -> io::Result<Option<BackLine>> {
+        match self {
+            Back::Lines(b) => b.next_line(),
+            Back::Local(file, end) => {
+                use crate::localfmt::{MAX_ENTRY_LEN, SIZE_LEN};
+                if *end == 0 {
+                    return Ok(None);
+                }
+                let bad = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
+                if *end < SIZE_LEN as u64 {
+                    return Err(bad(format!("{end} bytes before the first record")));
+                }
+                let mut size = [0u8; SIZE_LEN];
+                file.read_exact_at(&mut size, *end - SIZE_LEN as u64)?;
+                let len = u32::from_be_bytes(size) as usize;
+                if len > MAX_ENTRY_LEN {
+                    return Err(bad(format!(
+                        "a local record of {len} bytes ends at offset {end}: not a record"
+                    )));
+                }
+                let total = (len + 2 * SIZE_LEN) as u64;
+                let start = end
+                    .checked_sub(total)
+                    .ok_or_else(|| bad(format!("a local record at offset {end} is cut short")))?;
+                let mut rec = vec![0u8; total as usize];
+                file.read_exact_at(&mut rec, start)?;
+                if rec[..SIZE_LEN] != size {
+                    return Err(bad(format!(
+                        "the sizes around the local record at offset {start} differ"
+                    )));
+                }
+                *end = start;
+                Ok(Some(BackLine {
+                    offset: start,
+                    bytes: rec[SIZE_LEN..SIZE_LEN + len].to_vec(),
+                    complete: true,
+                }))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

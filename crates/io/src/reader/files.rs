@@ -1,22 +1,25 @@
-//! The files of one json-file log, oldest first: `<base>.<n>[.gz]` from the highest `n` down,
+//! The files of one log (json-file, or the `local` format's: same naming), oldest first: `<base>.<n>[.gz]` from the highest `n` down,
 //! the live files moved aside (`<base>.rotating.<seq>`, see [`crate::jsonfile`]) and `<base>`.
 //! Every file is opened through the log directory's fd without following links.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufReader, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
 use scribe_safefs::SafeDir;
 
+use super::format::Format;
+use super::records::{PRead, Rec, Records};
 use crate::jsonfile::rotate::{generation, pending_seq};
 
-/// A json-file log: its directory and the live file's name.
-pub struct JsonFileLog {
+/// A log: its directory, the live file's name and the files' format.
+pub struct FileLog {
     dir: SafeDir,
     base: OsString,
+    format: Format,
 }
 
 /// One file of the log, open.
@@ -31,35 +34,36 @@ pub struct LogFile {
 
 impl LogFile {
     /// Its path, for messages.
-    pub fn path(&self, log: &JsonFileLog) -> PathBuf {
+    pub fn path(&self, log: &FileLog) -> PathBuf {
         log.dir.path().join(&self.name)
     }
 
-    /// A reader of its entries' bytes from the start (gunzipped for a `.gz`).
-    pub fn reader(&self) -> io::Result<Box<dyn BufRead + '_>> {
-        // A clone shares the file offset: start over from 0 whatever read it before.
-        let mut f = self.file.try_clone()?;
-        io::Seek::seek(&mut f, io::SeekFrom::Start(0))?;
+    /// A reader of its records' bytes from the start (gunzipped for a `.gz`).
+    pub fn reader(&self) -> io::Result<Box<dyn Read + '_>> {
+        let plain = PRead {
+            file: &self.file,
+            offset: 0,
+            end: None,
+        };
         Ok(if self.gz {
-            Box::new(BufReader::with_capacity(
+            Box::new(MultiGzDecoder::new(BufReader::with_capacity(
                 256 * 1024,
-                MultiGzDecoder::new(BufReader::with_capacity(256 * 1024, f)),
-            ))
+                plain,
+            )))
         } else {
-            Box::new(BufReader::with_capacity(256 * 1024, f))
+            Box::new(plain)
         })
     }
 
-    /// The first line (without `\n`), or `None` for an empty file; for a `.gz` only the first
-    /// block is decompressed.
-    pub fn first_line(&self) -> io::Result<Option<Vec<u8>>> {
-        let mut r = self.reader()?.take(1 << 20);
-        let mut line = Vec::new();
-        r.read_until(b'\n', &mut line)?;
-        if line.last() == Some(&b'\n') {
-            line.pop();
-        }
-        Ok((!line.is_empty()).then_some(line))
+    /// The body of the first record (a json-file line without `\n`), or `None` for an empty
+    /// file or one that does not start with a whole record; for a `.gz` only the first block is
+    /// decompressed.
+    pub fn first_record(&self, format: Format) -> io::Result<Option<Vec<u8>>> {
+        let mut r = Records::new(self.reader()?.take(17 << 20), format);
+        Ok(match r.next_record()? {
+            Some(Rec::Body(_)) => Some(r.body().to_vec()),
+            _ => None,
+        })
     }
 }
 
@@ -79,18 +83,29 @@ fn age(base: &OsStr, name: &OsStr) -> Option<Age> {
     Some((2, u64::from(n), gz))
 }
 
-impl JsonFileLog {
+impl FileLog {
     /// Opens the log whose live file is `<root>/<subdirs...>/<base>`; `root` is the trusted
     /// administrator's directory, the components below it are not followed if links.
-    pub fn open(root: &Path, subdirs: &[&str], base: &str) -> Result<JsonFileLog, String> {
+    pub fn open(
+        root: &Path,
+        subdirs: &[&str],
+        base: &str,
+        format: Format,
+    ) -> Result<FileLog, String> {
         let mut dir = SafeDir::open_root(root, false, 0o755).map_err(|e| e.to_string())?;
         for s in subdirs {
             dir = dir.open_dir(s).map_err(|e| e.to_string())?;
         }
-        Ok(JsonFileLog {
+        Ok(FileLog {
             dir,
             base: OsString::from(base),
+            format,
         })
+    }
+
+    /// The files' format.
+    pub fn format(&self) -> Format {
+        self.format
     }
 
     /// The directory, for messages.

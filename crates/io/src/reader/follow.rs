@@ -12,10 +12,11 @@ use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::time::Duration;
 
-use super::entry::decode;
-use super::files::JsonFileLog;
+use super::files::FileLog;
+use super::format::Split;
 use super::partial::Joiner;
 use super::read::{Position, Query, Sink};
+use super::records::{PRead, Rec, Records};
 
 /// Poll interval while nothing is written.
 const IDLE: Duration = Duration::from_millis(50);
@@ -29,6 +30,8 @@ struct Live {
     offset: u64,
     /// Bytes of an entry whose end is not written yet.
     carry: Vec<u8>,
+    /// A `local` record did not add up: the rest of this file is skipped.
+    broken: bool,
 }
 
 impl Live {
@@ -39,6 +42,7 @@ impl Live {
             ino,
             offset,
             carry: Vec::new(),
+            broken: false,
         })
     }
 }
@@ -53,7 +57,7 @@ pub enum Ended {
 }
 
 struct State<'a> {
-    log: &'a JsonFileLog,
+    log: &'a FileLog,
     q: &'a Query,
     sink: &'a mut dyn Sink,
     joiner: Joiner,
@@ -61,16 +65,29 @@ struct State<'a> {
 }
 
 impl State<'_> {
-    /// Handles whole entries in `bytes`; returns how many bytes were consumed.
-    fn entries(&mut self, bytes: &[u8], what: &dyn Fn() -> String) -> usize {
+    /// Handles whole entries in `bytes`; returns how many bytes were consumed, and whether a
+    /// `local` record that does not add up was met (nothing after it can be found again).
+    fn entries(&mut self, bytes: &[u8], what: &dyn Fn() -> String) -> (usize, bool) {
+        let fmt = self.log.format();
         let mut used = 0;
-        while let Some(nl) = memchr::memchr(b'\n', &bytes[used..]) {
-            let raw = &bytes[used..used + nl];
-            used += nl + 1;
+        loop {
+            let (body, len) = match fmt.split(&bytes[used..]) {
+                Split::Record { body, len } => (body, len),
+                Split::More => return (used, false),
+                Split::Bad(m) => {
+                    self.sink.warn(&format!(
+                        "{}: {m}; the rest of this file cannot be read",
+                        what()
+                    ));
+                    return (bytes.len(), true);
+                }
+            };
+            let raw = &bytes[used + body.start..used + body.end];
+            used += len;
             if self.done {
                 continue;
             }
-            match decode(raw) {
+            match fmt.decode(raw) {
                 Ok(e) => {
                     if self.q.until.is_some_and(|t| e.time > t) {
                         self.done = true;
@@ -92,7 +109,6 @@ impl State<'_> {
                     .warn(&format!("{}: skipping a corrupt entry: {err}", what())),
             }
         }
-        used
     }
 
     /// Reads `live` from its offset to the end; returns the bytes read.
@@ -111,13 +127,18 @@ impl State<'_> {
             total += n as u64;
             let path = self.log.path();
             let what = || path.display().to_string();
+            if live.broken {
+                continue;
+            }
             if live.carry.is_empty() {
-                let used = self.entries(&buf[..n], &what);
+                let (used, bad) = self.entries(&buf[..n], &what);
+                live.broken = bad;
                 live.carry.extend_from_slice(&buf[used..n]);
             } else {
                 let mut joined = std::mem::take(&mut live.carry);
                 joined.extend_from_slice(&buf[..n]);
-                let used = self.entries(&joined, &what);
+                let (used, bad) = self.entries(&joined, &what);
+                live.broken = bad;
                 joined.drain(..used);
                 live.carry = joined;
             }
@@ -147,7 +168,7 @@ impl State<'_> {
             ));
         }
         let what = || path.display().to_string();
-        let used = self.entries(&data, &what);
+        let (used, _) = self.entries(&data, &what);
         if used < data.len() {
             self.sink.warn(&format!(
                 "{}: the last entry is cut short ({} bytes without newline); skipped",
@@ -158,32 +179,24 @@ impl State<'_> {
     }
 }
 
-/// The first line of an open file (by `pread`, the offset of others untouched).
-fn first_line(f: &File) -> io::Result<Option<Vec<u8>>> {
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut off = 0u64;
-    loop {
-        let n = f.read_at(&mut buf, off)?;
-        if n == 0 {
-            return Ok((!out.is_empty()).then_some(out));
-        }
-        if let Some(i) = memchr::memchr(b'\n', &buf[..n]) {
-            out.extend_from_slice(&buf[..i]);
-            return Ok(Some(out));
-        }
-        out.extend_from_slice(&buf[..n]);
-        off += n as u64;
-        if out.len() > 1 << 20 {
-            return Ok(Some(out));
-        }
-    }
+/// The body of the first record of an open file (by `pread`, the offset of others untouched).
+fn first_record(f: &File, fmt: super::format::Format) -> io::Result<Option<Vec<u8>>> {
+    let r = PRead {
+        file: f,
+        offset: 0,
+        end: Some(17 << 20),
+    };
+    let mut recs = Records::new(r, fmt);
+    Ok(match recs.next_record()? {
+        Some(Rec::Body(_)) => Some(recs.body().to_vec()),
+        _ => None,
+    })
 }
 
 /// Follows `log` from `pos` (the end of a [`super::read`]) until `stop` says so (checked while
 /// nothing is written) or `q.until` is passed.
 pub fn follow(
-    log: &JsonFileLog,
+    log: &FileLog,
     pos: Position,
     q: &Query,
     sink: &mut dyn Sink,
@@ -230,7 +243,7 @@ pub fn follow(
                             l.carry.len()
                         ));
                     }
-                    let fp = first_line(&l.file).map_err(err)?;
+                    let fp = first_record(&l.file, log.format()).map_err(err)?;
                     live = catch_up(&mut st, fp)?;
                     continue;
                 }
@@ -261,7 +274,7 @@ fn catch_up(st: &mut State<'_>, fp: Option<Vec<u8>>) -> Result<Option<Live>, Str
     let mut newer = Vec::new();
     let mut found = false;
     for f in files.into_iter().rev() {
-        let first = f.first_line().unwrap_or(None);
+        let first = f.first_record(st.log.format()).unwrap_or(None);
         if first.is_some() && first == fp {
             found = true;
             break;

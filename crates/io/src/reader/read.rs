@@ -8,14 +8,16 @@
 //!   warning, and reading goes on with the next file.
 
 use std::fs::File;
-use std::io::{self, BufRead, Read};
+use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::time::SystemTime;
 
-use super::backward::BackLines;
-use super::entry::{decode, decode_time, Entry};
-use super::files::{JsonFileLog, LogFile};
+use super::backward::{Back, BackLines};
+use super::entry::{decode_time, Entry};
+use super::files::{FileLog, LogFile};
+use super::format::Format;
 use super::partial::Joiner;
+use super::records::{PRead, Rec, Records};
 use crate::stream::Stream;
 
 /// Where lines go: stdout/stderr of `scribe logs`, a test's vector.
@@ -63,7 +65,7 @@ enum Flow {
 }
 
 /// Reads `log` as `q` says into `sink`, then tells where a follower goes on.
-pub fn read(log: &JsonFileLog, q: &Query, sink: &mut dyn Sink) -> Result<Position, String> {
+pub fn read(log: &FileLog, q: &Query, sink: &mut dyn Sink) -> Result<Position, String> {
     let mut files = log.files()?;
     let live = match files.last() {
         Some(f) if !f.gz && log.path().file_name() == Some(&f.name) => {
@@ -83,7 +85,8 @@ pub fn read(log: &JsonFileLog, q: &Query, sink: &mut dyn Sink) -> Result<Positio
     if q.tail == Some(0) {
         // Nothing printed; follow from the end of the last whole entry.
         if let (Some(i), Some(size)) = (live_index, live) {
-            end_of_live = whole_end(&files[i].file, size).map_err(|e| e.to_string())?;
+            end_of_live =
+                whole_end(log.format(), &files[i].file, size).map_err(|e| e.to_string())?;
         }
     } else if let Some(n) = q.tail {
         let live_pos = tail(
@@ -97,7 +100,8 @@ pub fn read(log: &JsonFileLog, q: &Query, sink: &mut dyn Sink) -> Result<Positio
         if let Some(p) = live_pos {
             end_of_live = p;
         } else if let (Some(i), Some(size)) = (live_index, live) {
-            end_of_live = whole_end(&files[i].file, size).map_err(|e| e.to_string())?;
+            end_of_live =
+                whole_end(log.format(), &files[i].file, size).map_err(|e| e.to_string())?;
         }
     } else {
         let mut joiner = Joiner::default();
@@ -105,7 +109,7 @@ pub fn read(log: &JsonFileLog, q: &Query, sink: &mut dyn Sink) -> Result<Positio
         for (i, f) in files.iter().enumerate().take(hi).skip(lo) {
             let limit = (Some(i) == live_index).then(|| live.unwrap_or(0));
             let start = match q.since {
-                Some(t) if i == lo && !f.gz => {
+                Some(t) if i == lo && !f.gz && log.format() == Format::JsonFile => {
                     let size =
                         limit.unwrap_or_else(|| f.file.metadata().map(|m| m.len()).unwrap_or(0));
                     seek_since(&f.file, size, t)
@@ -133,7 +137,8 @@ pub fn read(log: &JsonFileLog, q: &Query, sink: &mut dyn Sink) -> Result<Positio
         }
         if let (Some(i), Some(size)) = (live_index, live) {
             if i >= hi {
-                end_of_live = whole_end(&files[i].file, size).map_err(|e| e.to_string())?;
+                end_of_live =
+                    whole_end(log.format(), &files[i].file, size).map_err(|e| e.to_string())?;
             }
         }
     }
@@ -141,8 +146,12 @@ pub fn read(log: &JsonFileLog, q: &Query, sink: &mut dyn Sink) -> Result<Positio
     Ok(Position { live })
 }
 
-/// The offset after the last `\n` in `file[..size]`.
-fn whole_end(file: &File, size: u64) -> io::Result<u64> {
+/// The offset after the last whole record in `file[..size]` (json-file: the last `\n`; a local
+/// file is written a whole record at a time).
+fn whole_end(format: Format, file: &File, size: u64) -> io::Result<u64> {
+    if format == Format::Local {
+        return Ok(size);
+    }
     let mut b = BackLines::new(file, size);
     match b.next_line()? {
         Some(l) if !l.complete => Ok(l.offset),
@@ -151,13 +160,13 @@ fn whole_end(file: &File, size: u64) -> io::Result<u64> {
 }
 
 /// The range of files that can hold entries in `[since, until]`, by their first entries' times.
-fn window(log: &JsonFileLog, files: &[LogFile], q: &Query, sink: &mut dyn Sink) -> (usize, usize) {
+fn window(log: &FileLog, files: &[LogFile], q: &Query, sink: &mut dyn Sink) -> (usize, usize) {
     if q.since.is_none() && q.until.is_none() {
         return (0, files.len());
     }
     let mut first = |f: &LogFile| -> Option<SystemTime> {
-        match f.first_line() {
-            Ok(Some(l)) => decode_time(&l),
+        match f.first_record(log.format()) {
+            Ok(Some(l)) => log.format().time(&l),
             Ok(None) => None,
             Err(e) => {
                 sink.warn(&format!("{}: {e}", f.path(log).display()));
@@ -217,7 +226,7 @@ fn seek_since(file: &File, size: u64, since: SystemTime) -> u64 {
 
 /// Reads one file from `start` (up to `limit` for the live file) through `joiner` into `sink`.
 fn forward(
-    log: &JsonFileLog,
+    log: &FileLog,
     f: &LogFile,
     start: u64,
     limit: Option<u64>,
@@ -226,26 +235,23 @@ fn forward(
     sink: &mut dyn Sink,
 ) -> Result<Flow, String> {
     let path = f.path(log);
-    let mut r: Box<dyn BufRead> = if f.gz {
+    let fmt = log.format();
+    let r: Box<dyn Read> = if f.gz {
         f.reader().map_err(|e| format!("{}: {e}", path.display()))?
     } else {
-        let mut file = f
-            .file
-            .try_clone()
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        use std::io::Seek;
-        file.seek(io::SeekFrom::Start(start))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        let len = limit.map_or(u64::MAX, |l| l.saturating_sub(start));
-        Box::new(io::BufReader::with_capacity(256 * 1024, file.take(len)))
+        Box::new(PRead {
+            file: &f.file,
+            offset: start,
+            end: limit,
+        })
     };
+    let mut recs = Records::new(r, fmt);
     let mut offset = start;
-    let mut line = Vec::with_capacity(256);
     let mut n = 0u64;
     loop {
-        line.clear();
-        let got = match r.read_until(b'\n', &mut line) {
-            Ok(got) => got,
+        let rec = match recs.next_record() {
+            Ok(Some(rec)) => rec,
+            Ok(None) => return Ok(Flow::Next(offset)),
             Err(e) => {
                 sink.warn(&format!(
                     "{}: {} after {n} entries; going on with the next file",
@@ -255,24 +261,30 @@ fn forward(
                 return Ok(Flow::Next(offset));
             }
         };
-        if got == 0 {
-            return Ok(Flow::Next(offset));
-        }
         n += 1;
-        if line.last() != Some(&b'\n') {
-            if limit.is_some() {
+        let len = match rec {
+            Rec::Body(len) => len,
+            Rec::Truncated(_) if limit.is_some() => {
                 // A write in progress at the end of the live file: the follower reads it.
                 return Ok(Flow::Next(offset));
             }
-            sink.warn(&format!(
-                "{}: the last entry is cut short ({} bytes without newline); skipped",
-                path.display(),
-                line.len()
-            ));
-            return Ok(Flow::Next(offset + got as u64));
-        }
-        offset += got as u64;
-        let e = match decode(&line[..got - 1]) {
+            Rec::Truncated(len) => {
+                sink.warn(&format!(
+                    "{}: the last entry is cut short ({len} bytes); skipped",
+                    path.display()
+                ));
+                return Ok(Flow::Next(offset + len as u64));
+            }
+            Rec::Bad(m) => {
+                sink.warn(&format!(
+                    "{}: {m} (entry {n}); the rest of the file cannot be read",
+                    path.display()
+                ));
+                return Ok(Flow::Next(offset));
+            }
+        };
+        offset += len as u64;
+        let e = match fmt.decode(recs.body()) {
             Ok(e) => e,
             Err(err) => {
                 sink.warn(&format!(
@@ -299,21 +311,36 @@ fn forward(
 /// Every entry of a file that `q` wants (pieces not joined), oldest first: a `.gz` is read
 /// whole when the tail reaches it.
 fn whole_file(
-    log: &JsonFileLog,
+    log: &FileLog,
     f: &LogFile,
     q: &Query,
     sink: &mut dyn Sink,
 ) -> Result<Vec<Entry>, String> {
     let path = f.path(log);
-    let mut r = f.reader().map_err(|e| format!("{}: {e}", path.display()))?;
+    let fmt = log.format();
+    let r = f.reader().map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut recs = Records::new(r, fmt);
     let mut v = Vec::new();
-    let mut line = Vec::new();
     let mut n = 0u64;
     loop {
-        line.clear();
-        match r.read_until(b'\n', &mut line) {
-            Ok(0) => break,
-            Ok(_) => {}
+        match recs.next_record() {
+            Ok(None) => break,
+            Ok(Some(Rec::Body(_))) => {}
+            Ok(Some(Rec::Truncated(len))) => {
+                sink.warn(&format!(
+                    "{}: the last entry is cut short ({len} bytes); skipped",
+                    path.display()
+                ));
+                break;
+            }
+            Ok(Some(Rec::Bad(m))) => {
+                sink.warn(&format!(
+                    "{}: {m} (entry {}); the rest of the file cannot be read",
+                    path.display(),
+                    n + 1
+                ));
+                break;
+            }
             Err(e) => {
                 sink.warn(&format!(
                     "{}: {} after {n} entries",
@@ -324,15 +351,7 @@ fn whole_file(
             }
         }
         n += 1;
-        if line.last() != Some(&b'\n') {
-            sink.warn(&format!(
-                "{}: the last entry is cut short ({} bytes without newline); skipped",
-                path.display(),
-                line.len()
-            ));
-            break;
-        }
-        match decode(&line[..line.len() - 1]) {
+        match fmt.decode(recs.body()) {
             Ok(e) if q.wants(&e) => v.push(e),
             Ok(_) => {}
             Err(err) => sink.warn(&format!(
@@ -356,7 +375,7 @@ fn read_error(f: &LogFile, e: &io::Error) -> String {
 /// Backwards over `files` (live: its index and size) until `n` whole lines are collected;
 /// prints them and returns the offset the live file was read to.
 fn tail(
-    log: &JsonFileLog,
+    log: &FileLog,
     files: &[LogFile],
     live: Option<(usize, u64)>,
     n: usize,
@@ -402,7 +421,7 @@ fn tail(
                 .map_err(|e| format!("{}: {e}", path.display()))?
                 .len(),
         };
-        let mut back = BackLines::new(&f.file, size);
+        let mut back = Back::new(log.format(), &f.file, size);
         let is_live = live.is_some_and(|(li, _)| li == i);
         if is_live {
             live_pos = Some(size);
@@ -431,7 +450,7 @@ fn tail(
                 }
                 continue;
             }
-            let e = match decode(&l.bytes) {
+            let e = match log.format().decode(&l.bytes) {
                 Ok(e) => e,
                 Err(err) => {
                     sink.warn(&format!(

@@ -64,8 +64,8 @@ fn gz(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-fn open(dir: &Path) -> JsonFileLog {
-    JsonFileLog::open(dir, &[], "c-json.log").unwrap()
+fn open(dir: &Path) -> FileLog {
+    FileLog::open(dir, &[], "c-json.log", Format::JsonFile).unwrap()
 }
 
 fn run(dir: &Path, q: Query) -> Vecs {
@@ -233,10 +233,9 @@ fn gz_cut_short_reads_up_to_the_cut() {
 
 /// A writer rotating with compression every few hundred entries while a follower reads from
 /// the start: every line once, in order, and the follower ends when told.
-#[test]
-fn follow_across_gz_rotations() {
+fn follow_across_gz_rotations(format: Format) {
     let d = tempfile::tempdir().unwrap();
-    let path = d.path().join("c-json.log");
+    let base = "c-json.log";
     let opts = JsonFileOptions {
         max_size: Some(16 * 1024),
         max_file: 500,
@@ -250,8 +249,13 @@ fn follow_across_gz_rotations() {
         image_id: String::new(),
         daemon_name: "scribe".into(),
     };
-    let mut w = JsonFileWriter::open(&path, &opts, &info).unwrap();
-    let log = open(d.path());
+    let mut w = match format {
+        Format::JsonFile => JsonFileWriter::open(d.path().join(base), &opts, &info).unwrap(),
+        Format::Local => {
+            JsonFileWriter::open_local_under(d.path(), &[] as &[&str], base, &opts).unwrap()
+        }
+    };
+    let log = FileLog::open(d.path(), &[], base, format).unwrap();
     let pos = read(&log, &Query::default(), &mut Vecs::default()).unwrap();
     let done = Arc::new(AtomicBool::new(false));
     const N: u64 = 20_000;
@@ -292,4 +296,74 @@ fn follow_across_gz_rotations() {
         })
         .count();
     assert!(gzs >= 3, "{gzs} gz files");
+    // Read back whole and by tail, as written.
+    let mut all = Vecs::default();
+    read(&log, &Query::default(), &mut all).unwrap();
+    assert!(all.lines == names(0, N) && all.warnings.is_empty());
+    let mut tail = Vecs::default();
+    let q = Query {
+        tail: Some(300),
+        ..Query::default()
+    };
+    read(&log, &q, &mut tail).unwrap();
+    assert!(tail.lines == names(N - 300, N), "{:?}", tail.warnings);
+}
+
+#[test]
+fn follow_json_file_across_gz_rotations() {
+    follow_across_gz_rotations(Format::JsonFile);
+}
+
+#[test]
+fn follow_local_across_gz_rotations() {
+    follow_across_gz_rotations(Format::Local);
+}
+
+/// `local` files: a record whose sizes do not add up ends what can be read of that file, with
+/// a warning; the other files are read; the tail stops at it too.
+#[test]
+fn local_corrupt_record_ends_the_file() {
+    let d = tempfile::tempdir().unwrap();
+    let rec = |n: u64| {
+        let mut out = Vec::new();
+        let line = format!("line {n}");
+        crate::localfmt::encode_record(
+            &crate::localfmt::EntryRef {
+                source: "stdout",
+                time_nano: (1_700_000_000 + n as i64) * 1_000_000_000,
+                line: line.as_bytes(),
+                partial: false,
+                partial_meta: None,
+            },
+            &mut out,
+        );
+        out
+    };
+    let mut old: Vec<u8> = (0..5).flat_map(rec).collect();
+    old.extend_from_slice(&[0, 0, 0, 9, 1, 2]);
+    old.extend((5..8).flat_map(rec));
+    std::fs::write(d.path().join("container.log.1"), &old).unwrap();
+    let live: Vec<u8> = (8..12).flat_map(rec).collect();
+    std::fs::write(d.path().join("container.log"), &live).unwrap();
+    let log = FileLog::open(d.path(), &[], "container.log", Format::Local).unwrap();
+    let mut v = Vecs::default();
+    read(&log, &Query::default(), &mut v).unwrap();
+    assert_eq!(v.lines, [names(0, 5), names(8, 12)].concat());
+    assert_eq!(v.warnings.len(), 1, "{:?}", v.warnings);
+    let mut t = Vecs::default();
+    let q = Query {
+        tail: Some(6),
+        ..Query::default()
+    };
+    read(&log, &q, &mut t).unwrap();
+    assert_eq!(t.lines, names(6, 12));
+    // Backwards, the three records after the bad one are found, then the bad one stops it.
+    let mut t = Vecs::default();
+    let q = Query {
+        tail: Some(10),
+        ..Query::default()
+    };
+    read(&log, &q, &mut t).unwrap();
+    assert_eq!(t.lines, names(5, 12));
+    assert_eq!(t.warnings.len(), 1, "{:?}", t.warnings);
 }
