@@ -124,6 +124,21 @@ impl FileLog {
         Ok(names.iter().any(|n| age(&self.base, n).is_some()))
     }
 
+    /// Whether the file with inode `ino` is still a live file moved aside
+    /// (`<base>.rotating.<seq>`): the writer may still finish a write into it; once the rotation
+    /// thread named it (`.1`, gzipped, or removed) nothing more is written to it.
+    pub fn is_pending(&self, ino: u64) -> bool {
+        let Ok(names) = self.dir.entries() else {
+            return false;
+        };
+        names
+            .iter()
+            .filter(|n| pending_seq(&self.base, n).is_some())
+            .any(|n| {
+                std::fs::symlink_metadata(self.dir.path().join(n)).is_ok_and(|m| m.ino() == ino)
+            })
+    }
+
     /// Opens the live file, if it is there.
     pub fn open_live(&self) -> io::Result<Option<File>> {
         match self.dir.open_read(&self.base) {

@@ -20,9 +20,9 @@ use super::records::{PRead, Rec, Records};
 
 /// Poll interval while nothing is written.
 const IDLE: Duration = Duration::from_millis(50);
-/// How long a moved file is given for a write in progress to land (the writer may still be
-/// appending to it when the next file appears).
-const SETTLE: Duration = Duration::from_millis(50);
+/// How long a moved file is waited for to leave its `.rotating.<seq>` name (the writer may
+/// finish a write into it until then) before reading goes on without it.
+const SETTLE_MAX: Duration = Duration::from_secs(10);
 
 struct Live {
     file: File,
@@ -215,10 +215,19 @@ pub fn follow(
         None => None,
     };
     let mut stopping = false;
+    // The first record of the last file read to its end: while there is no live file (between
+    // a rotation's rename and its create), what comes next is found from it, never by opening
+    // whatever the live name holds later (it may be a file further on).
+    let mut last_fp: Option<Vec<u8>> = None;
     loop {
         if live.is_none() {
-            if let Some(f) = log.open_live().map_err(err)? {
-                live = Some(Live::new(f, 0).map_err(err)?);
+            match &last_fp {
+                Some(fp) => live = catch_up(&mut st, Some(fp.clone()), &mut last_fp)?,
+                None => {
+                    if let Some(f) = log.open_live().map_err(err)? {
+                        live = Some(Live::new(f, 0).map_err(err)?);
+                    }
+                }
             }
         }
         let mut grew = 0;
@@ -234,7 +243,13 @@ pub fn follow(
         if let Some(l) = live.as_mut() {
             if let Some(next) = log.open_live().map_err(err)? {
                 if next.metadata().map_err(err)?.ino() != l.ino {
-                    std::thread::sleep(SETTLE);
+                    // The writer may still finish a write into the moved file until the rotation
+                    // thread names it; after that nothing more is written to it.
+                    let t0 = std::time::Instant::now();
+                    while log.is_pending(l.ino) && t0.elapsed() < SETTLE_MAX {
+                        st.drain(l)?;
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
                     st.drain(l)?;
                     if !l.carry.is_empty() {
                         st.sink.warn(&format!(
@@ -244,7 +259,8 @@ pub fn follow(
                         ));
                     }
                     let fp = first_record(&l.file, log.format()).map_err(err)?;
-                    live = catch_up(&mut st, fp)?;
+                    last_fp = fp.clone();
+                    live = catch_up(&mut st, fp, &mut last_fp)?;
                     continue;
                 }
             }
@@ -266,9 +282,14 @@ pub fn follow(
     }
 }
 
-/// After a rotation: reads the files newer than the one whose first line is `fp`, and returns
-/// the new live file.
-fn catch_up(st: &mut State<'_>, fp: Option<Vec<u8>>) -> Result<Option<Live>, String> {
+/// After a rotation: reads the files newer than the one whose first record is `fp`, and returns
+/// the new live file (`None` when the live name is not there yet; `last_fp` then names the
+/// newest file read).
+fn catch_up(
+    st: &mut State<'_>,
+    fp: Option<Vec<u8>>,
+    last_fp: &mut Option<Vec<u8>>,
+) -> Result<Option<Live>, String> {
     let files = st.log.files()?;
     let base = st.log.path();
     let mut newer = Vec::new();
@@ -279,7 +300,7 @@ fn catch_up(st: &mut State<'_>, fp: Option<Vec<u8>>) -> Result<Option<Live>, Str
             found = true;
             break;
         }
-        newer.push(f);
+        newer.push((f, first));
     }
     if !found {
         st.sink.warn(&format!(
@@ -288,11 +309,21 @@ fn catch_up(st: &mut State<'_>, fp: Option<Vec<u8>>) -> Result<Option<Live>, Str
         ));
     }
     let mut live = None;
-    for f in newer.into_iter().rev() {
+    for (f, first) in newer.into_iter().rev() {
         if !f.gz && base.file_name() == Some(&f.name) {
             live = Some(Live::new(f.file, 0).map_err(|e| format!("{}: {e}", base.display()))?);
         } else {
+            // A moved file not yet named may still get the end of a write: read it once named.
+            if let Ok(m) = f.file.metadata() {
+                let t0 = std::time::Instant::now();
+                while st.log.is_pending(m.ino()) && t0.elapsed() < SETTLE_MAX {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
             st.whole(&f);
+            if first.is_some() {
+                *last_fp = first;
+            }
         }
     }
     Ok(live)

@@ -283,8 +283,14 @@ fn follow_across_gz_rotations(format: Format) {
     writer.join().unwrap();
     assert_eq!(ended, Ended::Stopped);
     assert!(v.warnings.is_empty(), "{:?}", v.warnings);
-    assert_eq!(v.lines.len() as u64, N);
-    assert!(v.lines == names(0, N));
+    let want = names(0, N);
+    let first_diff = v.lines.iter().zip(&want).position(|(a, b)| a != b);
+    assert!(
+        v.lines == want,
+        "{} lines of {N}; first difference at {first_diff:?}: {:?}",
+        v.lines.len(),
+        first_diff.map(|i| &v.lines[i.saturating_sub(2)..(i + 2).min(v.lines.len())])
+    );
     let gzs = std::fs::read_dir(d.path())
         .unwrap()
         .filter(|e| {
