@@ -1,6 +1,6 @@
-//! Issue 13: `scribe logs` reads a json-file container's logs back (rotated and gzipped files
-//! included) exactly as they are on disk: all of it, `--tail`, `--since`/`--until` to the
-//! nanosecond, and `--follow` across rotations until the container is deleted.
+//! Issue 13: `scribe logs` reads a json-file or `local` container's logs back (rotated and
+//! gzipped files included) exactly as they are on disk: all of it, `--tail`, `--since`/`--until`
+//! to the nanosecond, and `--follow` across rotations until the container is deleted.
 //!
 //! `SCRIBE_E2E_READER_LINES` sets how many numbered lines the container writes (the issue's
 //! figure is 200000; the default keeps the test under a minute). `SCRIBE_CLI_BIN` names the
@@ -8,13 +8,74 @@
 
 use scribe_e2e::records::{json_log_files, stream_text, LogSetup};
 use scribe_e2e::*;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-const ROTATING: [&str; 8] = [
-    "--annotation",
-    "io.scribe.log.driver=json-file",
+/// The drivers `scribe logs` reads back.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Driver {
+    JsonFile,
+    Local,
+}
+
+impl Driver {
+    fn annotation(self) -> &'static str {
+        match self {
+            Driver::JsonFile => "io.scribe.log.driver=json-file",
+            Driver::Local => "io.scribe.log.driver=local",
+        }
+    }
+
+    /// The container's log files, oldest first.
+    fn files(self, logs: &LogSetup, id: &str) -> Vec<PathBuf> {
+        match self {
+            Driver::JsonFile => json_log_files(&logs.container_dir(id), id),
+            Driver::Local => {
+                let dir = logs.container_dir(id).join("local-logs");
+                let mut rotated: Vec<(u32, PathBuf)> = Vec::new();
+                let mut live = None;
+                for e in std::fs::read_dir(&dir)
+                    .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+                    .flatten()
+                {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    if name == "container.log" {
+                        live = Some(e.path());
+                        continue;
+                    }
+                    let n = name
+                        .strip_prefix("container.log.")
+                        .map(|r| r.strip_suffix(".gz").unwrap_or(r))
+                        .and_then(|r| r.parse::<u32>().ok())
+                        .unwrap_or_else(|| panic!("unexpected file {name} in {}", dir.display()));
+                    rotated.push((n, e.path()));
+                }
+                rotated.sort_by_key(|r| std::cmp::Reverse(r.0));
+                let mut v: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
+                v.extend(live);
+                v
+            }
+        }
+    }
+}
+
+/// A file's bytes, gunzipped by `gzip -dc` for a `.gz`.
+fn file_bytes(path: &Path) -> Vec<u8> {
+    if path.extension().is_some_and(|e| e == "gz") {
+        let o = Command::new("gzip")
+            .arg("-dc")
+            .arg(path)
+            .output()
+            .expect("gzip");
+        assert!(o.status.success(), "gzip -dc {}", path.display());
+        o.stdout
+    } else {
+        std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+    }
+}
+
+const ROTATING: [&str; 6] = [
     "--annotation",
     "io.scribe.log.max-size=1m",
     "--annotation",
@@ -63,19 +124,57 @@ fn scribe(c: &Containerd, logs: &LogSetup, args: &[&str]) -> Out {
     }
 }
 
-/// What the files hold: every entry's text in file order, and each line's time as written.
-fn on_disk(logs: &LogSetup, id: &str) -> (String, Vec<(String, String)>) {
-    let entries = logs.json_entries(id);
-    let text = stream_text(&entries, "stdout");
-    let times = entries
-        .iter()
-        .map(|e| (e.log.trim_end().to_string(), e.time.clone()))
-        .collect();
-    (text, times)
+/// What the files hold: every stdout entry's text in file order, and each entry's text and
+/// time as Unix seconds with nine digits.
+fn on_disk(driver: Driver, logs: &LogSetup, id: &str) -> (String, Vec<(String, String)>) {
+    match driver {
+        Driver::JsonFile => {
+            let entries = logs.json_entries(id);
+            let text = stream_text(&entries, "stdout");
+            let times = entries
+                .iter()
+                .map(|e| (e.log.trim_end().to_string(), e.time.clone()))
+                .collect();
+            (text, times)
+        }
+        Driver::Local => {
+            let mut text = String::new();
+            let mut times = Vec::new();
+            for f in driver.files(logs, id) {
+                let bytes = file_bytes(&f);
+                for e in scribe_io::localfmt::ForwardReader::new(&bytes[..]) {
+                    let e = e.unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+                    let line = String::from_utf8(e.line).expect("utf-8");
+                    if e.source == "stdout" {
+                        text.push_str(&line);
+                        if !e.partial {
+                            text.push('\n');
+                        }
+                    }
+                    let t = format!(
+                        "{}.{:09}",
+                        e.time_nano / 1_000_000_000,
+                        e.time_nano % 1_000_000_000
+                    );
+                    times.push((line, t));
+                }
+            }
+            (text, times)
+        }
+    }
 }
 
 #[test]
-fn logs_all_tail_and_time_window_match_the_files() {
+fn json_file_logs_all_tail_and_time_window_match_the_files() {
+    logs_all_tail_and_time_window_match_the_files(Driver::JsonFile);
+}
+
+#[test]
+fn local_logs_all_tail_and_time_window_match_the_files() {
+    logs_all_tail_and_time_window_match_the_files(Driver::Local);
+}
+
+fn logs_all_tail_and_time_window_match_the_files(driver: Driver) {
     let n = lines_wanted();
     let c = Containerd::start();
     let logs = LogSetup::new(&c, "reader", "");
@@ -83,18 +182,18 @@ fn logs_all_tail_and_time_window_match_the_files() {
     let script = format!(
         "seq 1 {n} | sed 's/^/line /'; sleep 1; echo MARKER; sleep 1; seq 1 5 | sed 's/^/after /'"
     );
-    let mut args = vec!["--rm"];
+    let mut args = vec!["--rm", "--annotation", driver.annotation()];
     args.extend_from_slice(&ROTATING);
     args.extend_from_slice(&[IMAGE, id, "sh", "-c", &script]);
     let o = c.ctr(&logs.run_args(&args));
     assert_eq!(o.code, Some(0), "{o}");
 
-    let files = json_log_files(&logs.container_dir(id), id);
+    let files = driver.files(&logs, id);
     assert!(
         files.len() >= 2,
         "rotated: {files:?} ({n} lines through 1m files)"
     );
-    let (want, times) = on_disk(&logs, id);
+    let (want, times) = on_disk(driver, &logs, id);
     assert!(want.ends_with("MARKER\nafter 1\nafter 2\nafter 3\nafter 4\nafter 5\n"));
 
     let all = scribe(&c, &logs, &[id]);
@@ -130,7 +229,10 @@ fn logs_all_tail_and_time_window_match_the_files() {
     let only = scribe(&c, &logs, &["--since", marker, "--until", marker, id]);
     assert_eq!(only.stdout, "MARKER\n", "{}", only.stderr);
     // Half a second either side (Unix time with a fraction): the sleeps keep the others out.
-    let t = scribe_io_free_parse(marker);
+    let t: f64 = match driver {
+        Driver::JsonFile => unix_of(marker),
+        Driver::Local => marker.parse().expect("seconds"),
+    };
     let since = format!("{:.9}", t - 0.5);
     let until = format!("{:.9}", t + 0.5);
     let window = scribe(&c, &logs, &["--since", &since, "--until", &until, id]);
@@ -138,7 +240,11 @@ fn logs_all_tail_and_time_window_match_the_files() {
     let after = scribe(&c, &logs, &["--since", marker, "-t", id]);
     let after_lines: Vec<&str> = after.stdout.lines().collect();
     assert_eq!(after_lines.len(), 6, "{}", after.stdout);
-    assert_eq!(after_lines[0], format!("{marker} MARKER"));
+    assert!(after_lines[0].ends_with("Z MARKER"), "{}", after.stdout);
+    assert!(after_lines[5].ends_with("Z after 5"), "{}", after.stdout);
+    if driver == Driver::JsonFile {
+        assert_eq!(after_lines[0], format!("{marker} MARKER"));
+    }
 
     let unknown = scribe(&c, &logs, &["nosuchcontainer"]);
     assert_eq!(unknown.code, Some(1));
@@ -158,7 +264,7 @@ fn logs_all_tail_and_time_window_match_the_files() {
 }
 
 /// Seconds since the epoch of a json-file time (`2024-03-21T10:00:00.123456789Z`), via `date`.
-fn scribe_io_free_parse(t: &str) -> f64 {
+fn unix_of(t: &str) -> f64 {
     let o = Command::new("date")
         .args(["-u", "-d", t, "+%s.%N"])
         .output()
@@ -170,18 +276,31 @@ fn scribe_io_free_parse(t: &str) -> f64 {
 }
 
 #[test]
-fn follow_sees_every_line_across_rotations_and_ends_at_delete() {
+fn json_file_follow_sees_every_line_across_rotations_and_ends_at_delete() {
+    follow_sees_every_line_across_rotations_and_ends_at_delete(Driver::JsonFile);
+}
+
+#[test]
+fn local_follow_sees_every_line_across_rotations_and_ends_at_delete() {
+    follow_sees_every_line_across_rotations_and_ends_at_delete(Driver::Local);
+}
+
+fn follow_sees_every_line_across_rotations_and_ends_at_delete(driver: Driver) {
     let c = Containerd::start();
     let logs = LogSetup::new(&c, "follow", "");
     let id = "follower";
-    // 40 chunks of 1500 lines (about 4.5 MB of json-file: four 1m rotations or more), after a
+    // 40 chunks of lines (about 4.5 MB of json-file, 6 MB of local: four 1m rotations or more), after a
     // pause that lets the follower start first.
     let chunks = 40;
-    let per = 1500;
+    // local records are about a third of a json-file entry: more lines for as many rotations.
+    let per = match driver {
+        Driver::JsonFile => 1500,
+        Driver::Local => 4000,
+    };
     let script = format!(
         "sleep 2; i=0; while [ $i -lt {chunks} ]; do seq $((i*{per}+1)) $(((i+1)*{per})) | sed 's/^/line /'; sleep 0.05; i=$((i+1)); done"
     );
-    let mut args = vec!["-d"];
+    let mut args = vec!["-d", "--annotation", driver.annotation()];
     args.extend_from_slice(&ROTATING);
     args.extend_from_slice(&[IMAGE, id, "sh", "-c", &script]);
     c.ctr_ok(&logs.run_args(&args));
@@ -198,7 +317,7 @@ fn follow_sees_every_line_across_rotations_and_ends_at_delete() {
         "{id} did not finish: {:?}",
         c.tasks()
     );
-    let files = json_log_files(&logs.container_dir(id), id);
+    let files = driver.files(&logs, id);
     let gz = files
         .iter()
         .filter(|f| f.extension().is_some_and(|e| e == "gz"))

@@ -20,9 +20,6 @@ use super::records::{PRead, Rec, Records};
 
 /// Poll interval while nothing is written.
 const IDLE: Duration = Duration::from_millis(50);
-/// How long a moved file is waited for to leave its `.rotating.<seq>` name (the writer may
-/// finish a write into it until then) before reading goes on without it.
-const SETTLE_MAX: Duration = Duration::from_secs(10);
 
 struct Live {
     file: File,
@@ -62,9 +59,44 @@ struct State<'a> {
     sink: &'a mut dyn Sink,
     joiner: Joiner,
     done: bool,
+    /// Moved files still named `<base>.rotating.<seq>`: the writer may finish a write into
+    /// them, so they are read on until the rotation thread names them.
+    draining: Vec<Live>,
 }
 
 impl State<'_> {
+    /// Reads what the moved files still being written got since.
+    fn drain_moved(&mut self) -> Result<(), String> {
+        let mut moved = std::mem::take(&mut self.draining);
+        let r = moved.iter_mut().try_for_each(|d| self.drain(d).map(|_| ()));
+        self.draining = moved;
+        r
+    }
+
+    /// Reads what the moved files got since; drops those the rotation thread named (after a
+    /// last read), or all of them when `all` (following ends).
+    fn settle(&mut self, all: bool) -> Result<(), String> {
+        let mut keep = Vec::new();
+        for mut d in std::mem::take(&mut self.draining) {
+            self.drain(&mut d)?;
+            if !all && self.log.is_pending(d.ino) {
+                keep.push(d);
+                continue;
+            }
+            // Named now: whatever the last write added is there.
+            self.drain(&mut d)?;
+            if !d.carry.is_empty() {
+                self.sink.warn(&format!(
+                    "{}: a rotated file ends in an entry cut short ({} bytes); skipped",
+                    self.log.path().display(),
+                    d.carry.len()
+                ));
+            }
+        }
+        self.draining = keep;
+        Ok(())
+    }
+
     /// Handles whole entries in `bytes`; returns how many bytes were consumed, and whether a
     /// `local` record that does not add up was met (nothing after it can be found again).
     fn entries(&mut self, bytes: &[u8], what: &dyn Fn() -> String) -> (usize, bool) {
@@ -208,6 +240,7 @@ pub fn follow(
         sink,
         joiner: Joiner::default(),
         done: false,
+        draining: Vec::new(),
     };
     let err = |e: io::Error| format!("{}: {e}", log.path().display());
     let mut live = match pos.live {
@@ -230,6 +263,8 @@ pub fn follow(
                 }
             }
         }
+        // Moved files first: what the writer added to them came before anything in the live file.
+        st.drain_moved()?;
         let mut grew = 0;
         if let Some(l) = live.as_mut() {
             grew = st.drain(l)?;
@@ -240,25 +275,17 @@ pub fn follow(
         if grew > 0 {
             continue;
         }
+        st.settle(false)?;
         if let Some(l) = live.as_mut() {
             if let Some(next) = log.open_live().map_err(err)? {
                 if next.metadata().map_err(err)?.ino() != l.ino {
-                    // The writer may still finish a write into the moved file until the rotation
-                    // thread names it; after that nothing more is written to it.
-                    let t0 = std::time::Instant::now();
-                    while log.is_pending(l.ino) && t0.elapsed() < SETTLE_MAX {
-                        st.drain(l)?;
-                        std::thread::sleep(Duration::from_millis(2));
-                    }
                     st.drain(l)?;
-                    if !l.carry.is_empty() {
-                        st.sink.warn(&format!(
-                            "{}: a rotated file ends in an entry cut short ({} bytes); skipped",
-                            log.path().display(),
-                            l.carry.len()
-                        ));
-                    }
                     let fp = first_record(&l.file, log.format()).map_err(err)?;
+                    if let Some(old) = live.take() {
+                        // The writer may still finish a write into the moved file until the
+                        // rotation thread names it: it is read on until then.
+                        st.draining.push(old);
+                    }
                     last_fp = fp.clone();
                     live = catch_up(&mut st, fp, &mut last_fp)?;
                     continue;
@@ -266,6 +293,7 @@ pub fn follow(
             }
         }
         if stopping {
+            st.settle(true)?;
             for e in st.joiner.finish() {
                 if st.sink.line(&e).is_err() {
                     break;
@@ -290,6 +318,8 @@ fn catch_up(
     fp: Option<Vec<u8>>,
     last_fp: &mut Option<Vec<u8>>,
 ) -> Result<Option<Live>, String> {
+    // What the moved files got comes before anything newer.
+    st.drain_moved()?;
     let files = st.log.files()?;
     let base = st.log.path();
     let mut newer = Vec::new();
@@ -313,14 +343,16 @@ fn catch_up(
         if !f.gz && base.file_name() == Some(&f.name) {
             live = Some(Live::new(f.file, 0).map_err(|e| format!("{}: {e}", base.display()))?);
         } else {
-            // A moved file not yet named may still get the end of a write: read it once named.
-            if let Ok(m) = f.file.metadata() {
-                let t0 = std::time::Instant::now();
-                while st.log.is_pending(m.ino()) && t0.elapsed() < SETTLE_MAX {
-                    std::thread::sleep(Duration::from_millis(2));
-                }
+            // A moved file not yet named may still get the end of a write: read as far as it
+            // goes and read on until it is named.
+            let pending = !f.gz && f.file.metadata().is_ok_and(|m| st.log.is_pending(m.ino()));
+            if pending {
+                let mut d = Live::new(f.file, 0).map_err(|e| format!("{}: {e}", base.display()))?;
+                st.drain(&mut d)?;
+                st.draining.push(d);
+            } else {
+                st.whole(&f);
             }
-            st.whole(&f);
             if first.is_some() {
                 *last_fp = first;
             }

@@ -234,11 +234,21 @@ fn gz_cut_short_reads_up_to_the_cut() {
 /// A writer rotating with compression every few hundred entries while a follower reads from
 /// the start: every line once, in order, and the follower ends when told.
 fn follow_across_gz_rotations(format: Format) {
+    follow_across_gz_rotations_with(format, 16 * 1024, 500, 20_000);
+}
+
+/// The e2e case in-process: 1 MB files, 5 kept, 160000 lines (about six rotations).
+#[test]
+fn follow_local_one_megabyte_files() {
+    follow_across_gz_rotations_with(Format::Local, 1_000_000, 5, 160_000);
+}
+
+fn follow_across_gz_rotations_with(format: Format, max_size: u64, max_file: u32, n: u64) {
     let d = tempfile::tempdir().unwrap();
     let base = "c-json.log";
     let opts = JsonFileOptions {
-        max_size: Some(16 * 1024),
-        max_file: 500,
+        max_size: Some(max_size),
+        max_file,
         compress: true,
         tag: None,
     };
@@ -258,11 +268,11 @@ fn follow_across_gz_rotations(format: Format) {
     let log = FileLog::open(d.path(), &[], base, format).unwrap();
     let pos = read(&log, &Query::default(), &mut Vecs::default()).unwrap();
     let done = Arc::new(AtomicBool::new(false));
-    const N: u64 = 20_000;
+    let big = n;
     let writer = {
         let done = done.clone();
         std::thread::spawn(move || {
-            for n in 0..N {
+            for n in 0..big {
                 let line = format!("line {n}\n");
                 w.write(Stream::Stdout, line.as_bytes(), SystemTime::now())
                     .unwrap();
@@ -283,11 +293,12 @@ fn follow_across_gz_rotations(format: Format) {
     writer.join().unwrap();
     assert_eq!(ended, Ended::Stopped);
     assert!(v.warnings.is_empty(), "{:?}", v.warnings);
-    let want = names(0, N);
+    let n_total = big;
+    let want = names(0, n_total);
     let first_diff = v.lines.iter().zip(&want).position(|(a, b)| a != b);
     assert!(
         v.lines == want,
-        "{} lines of {N}; first difference at {first_diff:?}: {:?}",
+        "{} lines of {n_total}; first difference at {first_diff:?}: {:?}",
         v.lines.len(),
         first_diff.map(|i| &v.lines[i.saturating_sub(2)..(i + 2).min(v.lines.len())])
     );
@@ -305,14 +316,21 @@ fn follow_across_gz_rotations(format: Format) {
     // Read back whole and by tail, as written.
     let mut all = Vecs::default();
     read(&log, &Query::default(), &mut all).unwrap();
-    assert!(all.lines == names(0, N) && all.warnings.is_empty());
+    // What is still on disk: the newest lines (with 5 files kept, the oldest were removed).
+    let k = all.lines.len() as u64;
+    assert!(all.lines == names(n_total - k, n_total) && all.warnings.is_empty());
+    assert!(max_file < 100 || k == n_total);
     let mut tail = Vecs::default();
     let q = Query {
         tail: Some(300),
         ..Query::default()
     };
     read(&log, &q, &mut tail).unwrap();
-    assert!(tail.lines == names(N - 300, N), "{:?}", tail.warnings);
+    assert!(
+        tail.lines == names(n_total - 300, n_total),
+        "{:?}",
+        tail.warnings
+    );
 }
 
 #[test]
