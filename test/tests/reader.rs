@@ -312,6 +312,9 @@ fn follow_sees_every_line_across_rotations_and_ends_at_delete(driver: Driver) {
         .spawn()
         .expect("start scribe logs -f");
     let pid = child.id() as i32;
+    // Its output is read as it comes: a full pipe would stop the follower while files rotate
+    // away under it.
+    let waiter = std::thread::spawn(move || child.wait_with_output());
     assert!(
         c.wait_task_status(id, "STOPPED", Duration::from_secs(120)),
         "{id} did not finish: {:?}",
@@ -326,7 +329,6 @@ fn follow_sees_every_line_across_rotations_and_ends_at_delete(driver: Driver) {
     c.ctr_ok(&["task", "rm", id]);
     c.ctr_ok(&["containers", "rm", id]);
     // It ends by itself after the delete; a stuck follower is killed (by pid) and fails.
-    let waiter = std::thread::spawn(move || child.wait_with_output());
     let ended = procs::wait_until(Duration::from_secs(20), || waiter.is_finished());
     if !ended {
         procs::kill(pid, libc::SIGKILL);
