@@ -246,6 +246,32 @@ fn logs_all_tail_and_time_window_match_the_files(driver: Driver) {
         assert_eq!(after_lines[0], format!("{marker} MARKER"));
     }
 
+    // scribe records: the container's lifecycle records, filtered.
+    let root = logs.root.to_str().expect("utf-8");
+    let rec = Command::new(scribe_bin())
+        .args(["records", "-n", c.namespace(), "--log-root", root])
+        .args(["--event", "exit,delete", id])
+        .output()
+        .expect("scribe records");
+    let rec_out = String::from_utf8_lossy(&rec.stdout);
+    let events: Vec<String> = rec_out
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("a JSON record");
+            v["event"].as_str().unwrap_or("").to_string()
+        })
+        .collect();
+    assert_eq!(events, ["exit", "delete"], "{rec_out}");
+    let rec = Command::new(scribe_bin())
+        .args(["records", "-n", c.namespace(), "--log-root", root])
+        .args(["--tail", "1", id])
+        .output()
+        .expect("scribe records");
+    assert!(
+        String::from_utf8_lossy(&rec.stdout).contains("\"event\":\"delete\""),
+        "{rec:?}"
+    );
+
     let unknown = scribe(&c, &logs, &["nosuchcontainer"]);
     assert_eq!(unknown.code, Some(1));
     assert!(
