@@ -314,6 +314,13 @@ fn goals(r: &Report, cfg: &Config) -> Vec<Goal> {
     let kib = |mb: f64| mb * 1e6 / 1024.0;
     vec![
         Goal::check(
+            "scribe logs --tail 10 over rotated json-file logs < 20 ms",
+            r.value("reader_tail10", "scribe"),
+            20.0,
+            Better::Lower,
+            "ms",
+        ),
+        Goal::check(
             "USS per idle shim <= 0.4 MB (390.6 KiB)",
             r.value("idle.uss", "scribe"),
             kib(0.4),

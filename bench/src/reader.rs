@@ -77,11 +77,13 @@ fn time_ms(cmd: &mut dyn FnMut() -> Command, runs: usize) -> Result<f64> {
     Ok(v[v.len() / 2])
 }
 
-/// The `scribe` binary beside the shim `make build` built.
+/// The `scribe` binary: `SCRIBE_CLI_BIN`, else where `make build` puts it (the shim itself is
+/// run from a copy by then, so not beside `SCRIBE_SHIM_BIN`).
 fn scribe_bin() -> PathBuf {
     std::env::var_os("SCRIBE_CLI_BIN")
+        .filter(|s| !s.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| scribe_e2e::shim_bin().with_file_name("scribe"))
+        .unwrap_or_else(|| scribe_e2e::workspace_dir().join("target/release/scribe"))
 }
 
 /// The section's rows, all under the `scribe` column.
@@ -98,7 +100,10 @@ pub fn run(ctx: &Ctx, notes: &mut Vec<String>) -> Result<Vec<Row>> {
 pub fn measure(root: &Path, mib: u64, notes: &mut Vec<String>) -> Result<Vec<Row>> {
     let bin = scribe_bin();
     if !bin.is_file() {
-        bail!("{} is missing: run make build", bin.display());
+        bail!(
+            "{} is missing: run make build (or set SCRIBE_CLI_BIN)",
+            bin.display()
+        );
     }
     let t0 = Instant::now();
     let (start, end) = generate(root, mib)?;
