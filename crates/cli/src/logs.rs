@@ -71,13 +71,12 @@ pub fn run(a: &Args) -> Result<(), String> {
     };
     let mut out = Out::new(a.timestamps, a.json);
     let pos = reader::read(&log, &q, &mut out)?;
-    out.flush().ok();
+    Out::flush(&mut out).ok();
     if a.follow {
-        out.eager = true;
         let records = Path::new(&a.log_root).join(&a.namespace).join(&a.container);
         let mut life = Lifecycle::new(&records);
         reader::follow(&log, pos, &q, &mut out, &mut || life.deleted())?;
     }
-    out.flush().ok();
+    Out::flush(&mut out).ok();
     Ok(())
 }

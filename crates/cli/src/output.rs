@@ -14,8 +14,6 @@ pub struct Out {
     timestamps: bool,
     json: bool,
     buf: Vec<u8>,
-    /// Flush after every line (following: lines show up as they come).
-    pub eager: bool,
     /// Warnings said.
     pub warnings: usize,
 }
@@ -29,7 +27,6 @@ impl Out {
             timestamps,
             json,
             buf: Vec::with_capacity(512),
-            eager: false,
             warnings: 0,
         }
     }
@@ -57,11 +54,12 @@ impl Sink for Out {
             Stream::Stdout => &mut self.out,
             Stream::Stderr => &mut self.err,
         };
-        w.write_all(&self.buf)?;
-        if self.eager {
-            self.flush()?;
-        }
-        Ok(())
+        w.write_all(&self.buf)
+    }
+
+    /// The follower caught up: what it printed goes out now, not when a buffer fills.
+    fn flush(&mut self) {
+        let _ = Out::flush(self);
     }
 
     fn warn(&mut self, msg: &str) {

@@ -276,6 +276,7 @@ pub fn follow(
             continue;
         }
         st.settle(false)?;
+        st.sink.flush();
         if let Some(l) = live.as_mut() {
             if let Some(next) = log.open_live().map_err(err)? {
                 if next.metadata().map_err(err)?.ino() != l.ino {

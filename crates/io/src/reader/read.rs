@@ -26,6 +26,8 @@ pub trait Sink {
     fn line(&mut self, e: &Entry) -> io::Result<()>;
     /// A skipped entry, a file cut short: said on stderr, reading goes on.
     fn warn(&mut self, msg: &str);
+    /// Called by a follower when it has caught up (before it waits): buffered lines go out.
+    fn flush(&mut self) {}
 }
 
 /// What to read.
