@@ -71,3 +71,48 @@ impl Lifecycle {
         self.deleted
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn record(event: &str, status: &str) -> String {
+        format!(
+            "{{\"timestamp\":\"2024-03-21T10:00:00.000000000Z\",\"container_id\":\"c\",\"event\":\"{event}\",\"status\":\"{status}\"}}\n"
+        )
+    }
+
+    #[test]
+    fn the_last_create_or_delete_decides() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let mut life = Lifecycle::new(d.path());
+        assert!(!life.deleted(), "no records yet, the directory is there");
+        let path = d.path().join("container.log");
+        let mut f = std::fs::File::create(&path).expect("create");
+        f.write_all(record("create", "created").as_bytes())
+            .expect("write");
+        f.write_all(record("start", "running").as_bytes())
+            .expect("write");
+        assert!(!life.deleted());
+        f.write_all(record("delete", "failed").as_bytes())
+            .expect("write");
+        assert!(!life.deleted(), "a failed delete deletes nothing");
+        // A record written in two pieces counts once it is whole.
+        let del = record("delete", "deleted");
+        f.write_all(&del.as_bytes()[..20]).expect("write");
+        assert!(!life.deleted());
+        f.write_all(&del.as_bytes()[20..]).expect("write");
+        assert!(life.deleted());
+        f.write_all(record("create", "created").as_bytes())
+            .expect("write");
+        assert!(!life.deleted(), "created again under the same id");
+        // The directory removed at delete (no retention): deleted, from the open file.
+        f.write_all(del.as_bytes()).expect("write");
+        drop(f);
+        std::fs::remove_file(&path).expect("rm");
+        assert!(life.deleted());
+        let mut gone = Lifecycle::new(&d.path().join("nope"));
+        assert!(gone.deleted(), "no directory: nothing to wait for");
+    }
+}
