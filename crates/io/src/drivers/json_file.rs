@@ -1,5 +1,7 @@
 //! The json-file driver: the json-file log of one process, shared by its stdout and stderr
-//! relays, and what it tells about lost output.
+//! relays, and what it tells about lost output. [`JsonLog`] also drives a writer of `local`
+//! records (the `local` driver and the dual-logging cache, see [`super::local`]): it is named
+//! after the writer's format, and everything below holds for it too.
 //!
 //! A full or unwritable log disk never blocks or stops the container: entries are dropped and
 //! counted (see [`crate::jsonfile`]). What was lost is reported twice: in the shim's own log

@@ -1,6 +1,6 @@
 //! Docker's `local` driver and the dual-logging cache: `local` records ([`crate::localfmt`])
 //! in rotated, gzipped files, written by the same writer and driver as json-file
-//! ([`crate::jsonfile::JsonFileWriter`] in [`Format::Local`], [`JsonLog`]), so drops, reports,
+//! ([`crate::jsonfile::JsonFileWriter`] in [`crate::jsonfile::Format::Local`], [`JsonLog`]), so drops, reports,
 //! modes, rotation off the service thread and links refused are the same.
 //!
 //! Layout, as dockerd's below its container directory: the driver writes

@@ -10,7 +10,7 @@ use std::fs::File;
 use std::time::SystemTime;
 
 use super::entry;
-use crate::drivers::{Partial, Record};
+use crate::drivers::{Partial, PartialIds, Record};
 use crate::localfmt::{self, EntryRef, PartialMeta, SIZE_LEN};
 use crate::stream::Stream;
 
@@ -83,7 +83,16 @@ pub(crate) fn unix_nanos(time: SystemTime) -> i64 {
 }
 
 impl Format {
-    /// Appends the entry of `piece` to `out`.
+    /// Docker's name of the driver writing this format, for messages.
+    pub fn driver(self) -> &'static str {
+        match self {
+            Format::Json => "json-file",
+            Format::Local => "local",
+        }
+    }
+
+    /// Appends the entry of `piece` to `out`. `ids` gives split-line ids to `local` messages
+    /// that end no line and carry none (created on first use).
     pub(crate) fn encode(
         self,
         out: &mut Vec<u8>,
@@ -91,13 +100,25 @@ impl Format {
         stream: Stream,
         attrs: Option<&[u8]>,
         stamp: &mut BatchStamp,
+        ids: &mut Option<PartialIds>,
     ) {
         match self {
             Format::Json => entry::encode_entry(out, piece.bytes(), stream, attrs, &stamp.rfc3339),
             Format::Local => {
                 let bytes = piece.bytes();
-                let line = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-                let partial = piece.partial();
+                let line = bytes.strip_suffix(b"\n");
+                // A message that ends no line and is no piece of a split one (output that ended
+                // without a newline) is, as dockerd's copier stores it, the first piece of a line
+                // that never ended: partial, ordinal 1, not last. Readers then print it without
+                // the newline the container did not write.
+                let partial = piece.partial().or_else(|| {
+                    line.is_none().then(|| Partial {
+                        id: ids.get_or_insert_with(PartialIds::new).next_id(),
+                        ordinal: 1,
+                        last: false,
+                    })
+                });
+                let line = line.unwrap_or(bytes);
                 if let Some(p) = &partial {
                     use std::fmt::Write;
                     stamp.id.clear();

@@ -6,6 +6,10 @@
 //! The writer rotates by size, keeps `max-file` files, gzips rotated ones and
 //! adds `"attrs":{"tag":...}` when a tag is configured.
 //!
+//! The same writer writes Docker's `local` records instead ([`Format::Local`],
+//! [`JsonFileWriter::open_local_under`]): everything below holds for both formats
+//! (see [`Format`] for the few steps that differ).
+//!
 //! Failure policy: a container must never block or crash because its log disk
 //! is full or unwritable. Entries go out in one `write(2)` per batch
 //! ([`JsonFileWriter::write_many`]); an entry is either written whole or
@@ -142,6 +146,8 @@ pub struct JsonFileError {
     path: PathBuf,
     source: io::Error,
     repeated: bool,
+    /// The driver whose file it is (`json-file`, `local`), first word of the message.
+    driver: &'static str,
 }
 
 impl JsonFileError {
@@ -152,6 +158,7 @@ impl JsonFileError {
             path: path.to_path_buf(),
             source,
             repeated: false,
+            driver: Format::Json.driver(),
         }
     }
 
@@ -162,6 +169,7 @@ impl JsonFileError {
             path: e.path,
             source: e.source,
             repeated: false,
+            driver: Format::Json.driver(),
         }
     }
 
@@ -172,7 +180,14 @@ impl JsonFileError {
             path: e.path,
             source: e.source,
             repeated: false,
+            driver: Format::Json.driver(),
         }
+    }
+
+    /// Names the driver of `format` in the message.
+    fn of(mut self, format: Format) -> Self {
+        self.driver = format.driver();
+        self
     }
 
     /// The step that failed.
@@ -199,7 +214,7 @@ impl JsonFileError {
 
 impl fmt::Display for JsonFileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "json-file {}", self.op.as_str())?;
+        write!(f, "{} {}", self.driver, self.op.as_str())?;
         if !self.detail.is_empty() {
             write!(f, " ({})", self.detail)?;
         }
@@ -287,6 +302,8 @@ pub struct JsonFileWriter {
     hook: Option<Hook>,
     /// json-file lines or `local` records.
     format: Format,
+    /// Ids for `local` messages that end no line (see [`Format::encode`]).
+    partial_ids: Option<crate::drivers::PartialIds>,
     max_size: Option<u64>,
     max_file: u32,
     compress: bool,
@@ -372,6 +389,7 @@ impl JsonFileWriter {
             background: true,
             hook: None,
             format,
+            partial_ids: None,
             max_size: opts.max_size,
             max_file: opts.max_file.max(1),
             compress: opts.compress && opts.max_file >= 2,
@@ -385,12 +403,13 @@ impl JsonFileWriter {
             last_error: None,
             last_warning: None,
         };
-        w.open_live()?;
+        w.open_live().map_err(|e| e.of(format))?;
         w.finish_left_over();
         if let Some(dir) = &w.dir {
             if let Err(e) = rotate::remove_stale_temps(dir, &w.name) {
                 log::warn!(
-                    "json-file {}: removing stale temp files: {}",
+                    "{} {}: removing stale temp files: {}",
+                    format.driver(),
                     w.path.display(),
                     e.source
                 );
@@ -585,6 +604,7 @@ impl JsonFileWriter {
                     stream,
                     self.attrs.as_deref(),
                     &mut stamp,
+                    &mut self.partial_ids,
                 );
                 let batch_len = (self.buf.len() - 1) as u64;
                 if j == i {
@@ -732,6 +752,7 @@ impl JsonFileWriter {
             return;
         };
         let job = RotationJob {
+            format: self.format,
             rot: self.rot.clone(),
             dir,
             base: self.name.clone(),
@@ -934,7 +955,8 @@ impl JsonFileWriter {
         kept
     }
 
-    fn dropped(&mut self, entries: u64, bytes: u64, mut e: JsonFileError) -> JsonFileError {
+    fn dropped(&mut self, entries: u64, bytes: u64, e: JsonFileError) -> JsonFileError {
+        let mut e = e.of(self.format);
         let counts = self.failing.get_or_insert_with(DropCounts::default);
         counts.entries += entries;
         counts.bytes += bytes;
@@ -945,7 +967,8 @@ impl JsonFileWriter {
         e
     }
 
-    fn warn(&mut self, mut e: JsonFileError) -> JsonFileError {
+    fn warn(&mut self, e: JsonFileError) -> JsonFileError {
+        let mut e = e.of(self.format);
         e.repeated = self.last_warning == Some(e.op);
         self.last_warning = Some(e.op);
         e
@@ -954,6 +977,8 @@ impl JsonFileWriter {
 
 /// The rotation thread's work: name every file moved aside, until none waits.
 struct RotationJob {
+    /// Names the driver in errors.
+    format: Format,
     rot: Arc<Rotation>,
     dir: Arc<SafeDir>,
     base: OsString,
@@ -1046,6 +1071,7 @@ impl RotationJob {
 
     /// Hands a pass's outcome to the hook, or keeps a failure for the writer.
     fn report(&self, error: Option<JsonFileError>) {
+        let error = error.map(|e| e.of(self.format));
         match &self.hook {
             Some(Hook(hook)) => hook(error),
             None => {

@@ -241,7 +241,8 @@ fn records_round_trip_with_split_lines() {
         ("stdout", "", false),
         ("stdout", "abc", true),
         ("stdout", "def", true),
-        ("stdout", "no newline at the end", false),
+        // Output that ended without a newline: dockerd's copier stores it as a first piece.
+        ("stdout", "no newline at the end", true),
         ("stderr", "err", false),
     ];
     let want: Vec<(String, String, bool)> = want
@@ -255,6 +256,9 @@ fn records_round_trip_with_split_lines() {
     assert_eq!((m2.ordinal, m2.last, m2.id.len()), (2, true, 64));
     assert_eq!(got[2].partial_meta.clone().expect("metadata").id, m2.id);
     assert!(!got[2].partial_meta.clone().expect("metadata").last);
+    let m4 = got[4].partial_meta.clone().expect("metadata");
+    assert_eq!((m4.ordinal, m4.last), (1, false));
+    assert_ne!(m4.id, m2.id);
 }
 
 #[test]
@@ -363,7 +367,10 @@ fn a_link_planted_in_the_log_dir_is_refused() {
         &ctx(dir.path(), &tag, None),
     )
     .unwrap_err();
-    assert!(e.contains("container.log"), "{e}");
+    assert!(
+        e.contains("container.log") && e.contains("local open"),
+        "{e}"
+    );
     assert_eq!(
         std::fs::read_to_string(&victim).expect("victim"),
         "precious"
@@ -428,6 +435,10 @@ fn a_full_disk_counts_and_reports_drops() {
         panic!("{reports:?}");
     };
     assert!(error.contains("No space left on device"), "{error}");
+    assert!(
+        error.starts_with("local write "),
+        "names the driver: {error}"
+    );
     assert!(
         matches!(reports[1].1, DriverReport::Closed { .. }),
         "{reports:?}"
