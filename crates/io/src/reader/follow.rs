@@ -1,11 +1,14 @@
-//! Following a json-file log across rotations: read the live file as it grows; when `<base>`
-//! is another file, finish the old one (its fd stays readable, renamed, gzipped or removed),
-//! then read every file that came after it and take the new `<base>` as the live file. Which
-//! files came after is decided by the first line of each (it holds the entry's nanosecond time
-//! and its text, and survives gzip, which changes a file's inode): walking the files newest
-//! first, everything before the old file's first line is new. No line twice, none missing,
-//! unless the reader falls so far behind that a file it never saw was already removed (said
-//! on stderr).
+//! Following a log (json-file or `local`) across rotations: read the live file as it grows;
+//! when `<base>` is another file, read the old one to its end (its fd stays readable, renamed,
+//! gzipped or removed), then read every file that came after it and take the new `<base>` as
+//! the live file. Which files came after is decided by the first record of each (it holds the
+//! entry's nanosecond time and its text, and survives gzip, which changes a file's inode):
+//! walking the files newest first, everything before the old file's first record is new.
+//!
+//! The writer may still finish a write into a file it moved aside until its rotation thread
+//! names it (`<base>.rotating.<seq>` -> `.1`): such files are read on, before the live file,
+//! until they are named. No line twice, none missing, unless the reader falls so far behind
+//! that a file it never saw was already removed (said on stderr).
 
 use std::fs::File;
 use std::io;
