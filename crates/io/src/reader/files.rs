@@ -154,11 +154,17 @@ impl FileLog {
     /// whole is retried until both listings agree and every name still is the inode opened.
     /// A `.N` whose `.N.gz` also exists (compression in progress) is kept, the `.gz` skipped.
     pub fn files(&self) -> Result<Vec<LogFile>, String> {
+        self.files_settled().map(|(v, _)| v)
+    }
+
+    /// [`FileLog::files`], and whether the snapshot held still (false: the files kept rotating
+    /// through 100 attempts, and the last listing is returned as it was).
+    pub fn files_settled(&self) -> Result<(Vec<LogFile>, bool), String> {
         let mut last = None;
         for _ in 0..100 {
             match self.try_files() {
-                Ok((v, true)) => return Ok(v),
-                Ok((v, false)) => last = Some(Ok(v)),
+                Ok((v, true)) => return Ok((v, true)),
+                Ok((v, false)) => last = Some(Ok((v, false))),
                 Err(e) => last = Some(Err(e)),
             }
             std::thread::sleep(std::time::Duration::from_millis(2));

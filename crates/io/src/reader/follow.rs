@@ -324,7 +324,13 @@ fn catch_up(
 ) -> Result<Option<Live>, String> {
     // What the moved files got comes before anything newer.
     st.drain_moved()?;
-    let files = st.log.files()?;
+    let (files, settled) = st.log.files_settled()?;
+    if !settled {
+        st.sink.warn(&format!(
+            "{}: the files kept rotating while they were listed; a file may have been missed",
+            st.log.path().display()
+        ));
+    }
     let base = st.log.path();
     let mut newer = Vec::new();
     let mut found = false;
