@@ -20,7 +20,7 @@ deps:
 	test/install-deps.sh
 
 build:
-	$(CARGO) build --release -p containerd-shim-scribe-v2
+	$(CARGO) build --release -p containerd-shim-scribe-v2 -p scribe-cli
 
 demo: deps build
 	$(CARGO) run --release -q -p scribe-e2e --bin scribe-demo
@@ -61,6 +61,7 @@ bench: build
 
 install: build
 	install -D -m 0755 $(SHIM) $(DESTDIR)$(PREFIX)/bin/containerd-shim-scribe-v2
+	install -D -m 0755 target/release/scribe $(DESTDIR)$(PREFIX)/bin/scribe
 
 clean:
 	$(CARGO) clean

@@ -27,6 +27,9 @@ usage: scribe-bench [--quick] [options]
 
 Every option can also come from the environment: SCRIBE_BENCH_IDLE=5, SCRIBE_BENCH_QUICK=1,
 SCRIBE_BENCH_MD=docs/benchmarks.md, ... (a flag wins over the environment).
+Reading logs: SCRIBE_BENCH_READER_MIB (size of the rotated json-file logs, 1024; 64 with
+--quick); SCRIBE_BENCH_READER_ONLY=<MiB> runs only those rows (no containerd, no root needed);
+SCRIBE_CLI_BIN names the scribe binary (default target/release/scribe).
 ";
 
 #[derive(Debug, Clone)]

@@ -11,6 +11,7 @@ mod ctr;
 mod idle;
 mod latency;
 mod procfs;
+mod reader;
 mod relay;
 mod report;
 mod runtimes;
@@ -111,6 +112,28 @@ fn main() -> ExitCode {
 }
 
 fn run(cfg: &Config) -> Result<()> {
+    // Only the reading-logs rows (no containerd needed): SCRIBE_BENCH_READER_ONLY=<MiB>.
+    if let Some(mib) = std::env::var_os("SCRIBE_BENCH_READER_ONLY") {
+        let mib: u64 = mib
+            .to_string_lossy()
+            .parse()
+            .context("SCRIBE_BENCH_READER_ONLY")?;
+        let work = PathBuf::from(format!("/tmp/scribe-bench-reader-{}", std::process::id()));
+        let mut notes = Vec::new();
+        let res = reader::measure(&work, mib, &mut notes);
+        let _ = std::fs::remove_dir_all(&work);
+        for r in res? {
+            println!(
+                "{:<70} {:>10.1} ms",
+                r.metric,
+                r.values.get("scribe").copied().unwrap_or(f64::NAN)
+            );
+        }
+        for n in notes {
+            println!("{n}");
+        }
+        return Ok(());
+    }
     if unsafe { libc::geteuid() } != 0 {
         bail!("must run as root (it starts containerd and containers)");
     }
@@ -218,11 +241,12 @@ fn run_in(cfg: &Config, work: &Path, began: Instant) -> Result<()> {
     };
 
     type Section = fn(&Ctx, &mut Vec<String>) -> Result<Vec<Row>>;
-    let sections: [(&str, Section); 4] = [
+    let sections: [(&str, Section); 5] = [
         ("idle shims", idle::run),
         ("start latency and events", latency::run),
         ("concurrency", concurrent::run),
         ("output relay", relay::run),
+        ("reading logs", reader::run),
     ];
     for (title, f) in sections {
         check_interrupt()?;
@@ -289,6 +313,13 @@ fn goals(r: &Report, cfg: &Config) -> Vec<Goal> {
     // The MB are decimal: 0.4 MB = 400 000 bytes = 390.6 KiB.
     let kib = |mb: f64| mb * 1e6 / 1024.0;
     vec![
+        Goal::check(
+            "scribe logs --tail 10 over rotated json-file logs < 20 ms",
+            r.value("reader_tail10", "scribe"),
+            20.0,
+            Better::Lower,
+            "ms",
+        ),
         Goal::check(
             "USS per idle shim <= 0.4 MB (390.6 KiB)",
             r.value("idle.uss", "scribe"),

@@ -13,6 +13,7 @@
 //! - [`runclog`]: reading the runtime's `log.json`;
 //! - [`childenv`]: the environment of the runtime and the logging binaries (no systemd variables);
 //! - [`relay`]: zero-copy `splice(2)`/`tee(2)` building blocks;
+//! - [`reader`]: reading json-file logs back (`scribe logs`): tail, time windows, follow;
 //! - [`timefmt`]: the RFC 3339 timestamp form Docker and the log spec use.
 //!
 //! Everything here is synchronous and allocation-light on purpose: the shim runs
@@ -31,6 +32,8 @@ pub mod jsonfile;
 #[warn(missing_docs)]
 pub mod localfmt;
 mod percent;
+#[warn(missing_docs)]
+pub mod reader;
 #[warn(missing_docs)]
 pub mod relay;
 #[warn(missing_docs)]

@@ -43,12 +43,12 @@
 //! per rotation in a directory whose other 1000 files a thread renames, the neighbours' output
 //! waited up to 250 ms (the directory lock and the journal are shared).
 
-mod entry;
+pub(crate) mod entry;
 mod escape;
 mod format;
 mod options;
 mod report;
-mod rotate;
+pub(crate) mod rotate;
 mod tag;
 
 use std::ffi::{OsStr, OsString};

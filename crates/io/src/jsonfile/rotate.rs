@@ -55,7 +55,7 @@ pub(crate) fn pending_name(base: &OsStr, seq: u64) -> OsString {
 }
 
 /// The sequence number of `name` if it is `<base>.rotating.<seq>`.
-fn pending_seq(base: &OsStr, name: &OsStr) -> Option<u64> {
+pub(crate) fn pending_seq(base: &OsStr, name: &OsStr) -> Option<u64> {
     let rest = name.as_bytes().strip_prefix(base.as_bytes())?;
     let digits = rest.strip_prefix(PENDING_SUFFIX.as_bytes())?;
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
@@ -93,7 +93,7 @@ pub(crate) fn suffixed(base: &OsStr, suffix: &str) -> OsString {
 }
 
 /// The generation of `name` if it is `<base>.<n>` or `<base>.<n>.gz` (n >= 1, no leading 0).
-fn generation(base: &OsStr, name: &OsStr) -> Option<(u32, bool)> {
+pub(crate) fn generation(base: &OsStr, name: &OsStr) -> Option<(u32, bool)> {
     let rest = name.as_bytes().strip_prefix(base.as_bytes())?;
     let rest = rest.strip_prefix(b".")?;
     let (digits, gz) = match rest.strip_suffix(b".gz") {
