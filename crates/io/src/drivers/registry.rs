@@ -7,13 +7,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::fluentd::{self, FluentdLog, FluentdOptions};
 use super::json_file::JsonLog;
 use super::{LogDriver, Mode, OpenContext, MODE_KEYS};
 use crate::framing::DEFAULT_MAX_LINE;
 use crate::jsonfile::{self, JsonFileOptions, JsonFileWriter};
 
 /// The names of the built-in drivers (`none` turns logging off and cannot be combined).
-pub const BUILT_IN: &[&str] = &["json-file"];
+pub const BUILT_IN: &[&str] = &["json-file", "fluentd"];
 
 /// Options whose value makes the shim reach a host resource (a socket, a network address): an
 /// annotation may only give values the node's admin allowed.
@@ -22,8 +23,10 @@ pub const ADDRESS_KEYS: &[&str] = &["fluentd-address"];
 /// The address a driver reaches when no option names one, by option key (an annotation that
 /// chooses the driver must be allowed that address too).
 pub fn default_addresses(name: &str) -> &'static [(&'static str, &'static str)] {
-    let _ = name;
-    &[]
+    match name {
+        "fluentd" => &[("fluentd-address", fluentd::DEFAULT_ADDRESS)],
+        _ => &[],
+    }
 }
 
 /// One chosen driver with its own options.
@@ -31,6 +34,8 @@ pub fn default_addresses(name: &str) -> &'static [(&'static str, &'static str)] 
 pub enum DriverConfig {
     /// Docker's `json-file`.
     JsonFile(JsonFileOptions),
+    /// Docker's `fluentd`.
+    Fluentd(FluentdOptions),
 }
 
 /// A chosen driver, its options and its mode.
@@ -46,6 +51,7 @@ pub struct Chosen {
 pub fn option_keys(name: &str) -> Option<&'static [&'static str]> {
     match name {
         "json-file" => Some(&jsonfile::OPTION_KEYS),
+        "fluentd" => Some(&fluentd::OPTION_KEYS),
         _ => None,
     }
 }
@@ -143,6 +149,9 @@ pub fn resolve(
                 "json-file" => DriverConfig::JsonFile(
                     JsonFileOptions::from_pairs(own).map_err(|e| e.to_string())?,
                 ),
+                "fluentd" => DriverConfig::Fluentd(
+                    FluentdOptions::from_pairs(own).map_err(|e| e.to_string())?,
+                ),
                 other => return Err(format!("unknown log driver {other:?}")),
             };
             Ok(Chosen { config, mode })
@@ -155,6 +164,7 @@ impl Chosen {
     pub fn name(&self) -> &'static str {
         match self.config {
             DriverConfig::JsonFile(_) => super::json_file::NAME,
+            DriverConfig::Fluentd(_) => fluentd::NAME,
         }
     }
 
@@ -175,6 +185,12 @@ impl Chosen {
                 if let Some(r) = &ctx.reporter {
                     log = log.with_reporter(r.clone());
                 }
+                Ok(Arc::new(log))
+            }
+            DriverConfig::Fluentd(opts) => {
+                let [ns, id] = ctx.subdirs;
+                let log = FluentdLog::open(opts, self.mode, ctx)
+                    .map_err(|e| format!("fluentd driver of {ns}/{id}: {e}"))?;
                 Ok(Arc::new(log))
             }
         }
