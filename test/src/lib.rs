@@ -28,6 +28,7 @@ pub mod containerd;
 pub mod cri;
 pub mod cri_client;
 pub mod events;
+pub mod fluentd;
 pub mod procs;
 pub mod records;
 pub mod tasks_api;
