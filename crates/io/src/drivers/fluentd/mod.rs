@@ -21,7 +21,7 @@ pub mod conn;
 pub mod options;
 pub mod record;
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 
 use tokio::sync::Notify;
@@ -37,6 +37,64 @@ pub const NAME: &str = "fluentd";
 
 /// The default tag: the container id's first 12 characters, as dockerd.
 const DEFAULT_TAG: &str = "{{.ID}}";
+
+/// Every fluentd driver of this process whose sender has not finished, so the shim can give
+/// them a bounded time to deliver before it exits ([`all_finished`], [`abandon_all`]).
+static LIVE: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
+
+fn live() -> Vec<Arc<Shared>> {
+    let mut g = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+    g.retain(|w| w.strong_count() > 0);
+    g.iter().filter_map(Weak::upgrade).collect()
+}
+
+/// Resolves once every fluentd driver of the shim is closed and has sent (or dropped and
+/// reported) everything it queued. The shim awaits it, bounded, before it exits: a container
+/// removed at once (`ctr run --rm`) still has its output delivered when fluentd was briefly away.
+pub async fn all_finished() {
+    for s in live() {
+        loop {
+            let notified = s.progress.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if s.lock().finished {
+                break;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Gives up on everything the fluentd drivers still hold (the shim is exiting): it is counted as
+/// dropped and the closing totals are reported, so nothing is lost without a record.
+pub fn abandon_all(reason: &str) {
+    for s in live() {
+        let reports = {
+            let mut st = s.lock();
+            if st.finished {
+                continue;
+            }
+            st.finished = true;
+            let lost = DropCounts {
+                entries: st.count + st.in_flight,
+                bytes: st.queue.len() as u64,
+            };
+            let mut reports = Vec::new();
+            if lost.entries > 0 {
+                st.stats.dropped += lost.entries;
+                st.stats.dropped_bytes += lost.bytes;
+                let error = format!("fluentd {}: {reason} with output not delivered", s.target);
+                reports.extend(st.tracker.dropped(lost, &error));
+            }
+            reports.extend(st.tracker.closed());
+            reports
+        };
+        s.progress.notify_waiters();
+        for r in reports {
+            s.emit(r);
+        }
+    }
+}
 
 /// One container's fluentd driver (shared by its output relays).
 pub struct FluentdLog {
@@ -104,6 +162,11 @@ impl FluentdLog {
             target: opts.address.to_string(),
             reporter: ctx.reporter.clone(),
         });
+        {
+            let mut g = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+            g.retain(|w| w.strong_count() > 0);
+            g.push(Arc::downgrade(&shared));
+        }
         runtime.spawn(conn::run(shared.clone(), conn::SendConfig::new(opts, tag)));
         Ok(FluentdLog {
             shared,
@@ -222,8 +285,11 @@ impl Shared {
     pub(crate) fn finished(&self) {
         let summary = {
             let mut st = self.lock();
-            st.finished = true;
-            st.tracker.closed()
+            if std::mem::replace(&mut st.finished, true) {
+                None // abandoned at exit: already reported
+            } else {
+                st.tracker.closed()
+            }
         };
         self.progress.notify_waiters();
         if let Some(r) = summary {
