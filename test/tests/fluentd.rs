@@ -400,3 +400,48 @@ fn fluentd_addresses_only_as_the_admin_allows() {
     assert!(c.containers().is_empty(), "{:?}", c.containers());
     c.assert_clean();
 }
+
+/// Issue 11 item 8: a shim whose container has a connected fluentd driver and is idle stays one
+/// thread (the sender is a task on the shim's runtime, not a thread).
+#[test]
+fn idle_shim_with_fluentd_connected_is_one_thread() {
+    let c = Containerd::start();
+    let rx = Receiver::tcp();
+    let logs = setup(
+        &c,
+        "idle",
+        &rx.address(),
+        "fluentd-request-ack = \"true\"\n",
+    );
+    let ann = annotations(&[("driver", "fluentd")]);
+    let id = "fluentd-idle";
+    let mut args = vec!["-d", "--null-io"];
+    for a in &ann {
+        args.extend(["--annotation", a.as_str()]);
+    }
+    args.extend([IMAGE, id, "sh", "-c", "echo connected; exec sleep 600"]);
+    c.ctr_ok(&logs.run_args(&args));
+    assert!(
+        rx.wait_for(Duration::from_secs(30), |r| r
+            .iter()
+            .any(|r| r.get("log") == Some("connected"))),
+        "{:?}",
+        rx.records()
+    );
+    let shims = c.shim_pids();
+    assert_eq!(shims.len(), 1, "{shims:?}");
+    let threads = || {
+        std::fs::read_dir(format!("/proc/{}/task", shims[0]))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    // Give any thread a moment to show up, then count.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        threads(),
+        1,
+        "an idle shim with fluentd connected must stay one thread"
+    );
+    c.kill_and_remove(id);
+    c.assert_clean();
+}
