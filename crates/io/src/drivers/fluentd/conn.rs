@@ -66,12 +66,13 @@ pub(super) async fn run(shared: Arc<Shared>, cfg: SendConfig) {
         let mut failures: u64 = 0;
         loop {
             let result = match conn.as_mut() {
-                Some(c) => send(c, &frame, chunk.as_deref(), &mut answers, &cfg).await,
+                Some(c) => send(c, &frame, chunk.as_deref(), &mut answers, &cfg, &shared).await,
                 None => match connect(&cfg.address).await {
                     Ok(c) => {
                         answers.clear();
                         shared.connected(failures > 0);
-                        send(conn.insert(c), &frame, chunk.as_deref(), &mut answers, &cfg).await
+                        let c = conn.insert(c);
+                        send(c, &frame, chunk.as_deref(), &mut answers, &cfg, &shared).await
                     }
                     Err(e) => Err(io::Error::new(e.kind(), format!("connecting: {e}"))),
                 },
@@ -121,8 +122,18 @@ async fn send(
     chunk: Option<&str>,
     answers: &mut Vec<u8>,
     cfg: &SendConfig,
+    shared: &Shared,
 ) -> io::Result<()> {
-    bounded(cfg.write_timeout, "writing", c.write_all(frame)).await?;
+    let mut rest = frame;
+    while !rest.is_empty() {
+        let n = bounded(cfg.write_timeout, "writing", c.write(rest)).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        rest = &rest[n..];
+        // fluentd is taking bytes: a container waiting on a full queue keeps waiting.
+        shared.progressed();
+    }
     let Some(chunk) = chunk else {
         return Ok(());
     };

@@ -3,12 +3,15 @@
 //!
 //! [`FluentdLog::log`] only encodes and queues (bounded by `fluentd-buffer-limit` records and,
 //! in bytes, by `max-buffer-size` with `mode=non-blocking`, else
-//! [`options::DEFAULT_QUEUE_BYTES`]); when the queue is full the new messages are dropped and
-//! counted, in either mode: a fluentd that is down, slow or stalled never reaches back to the
-//! container's pipe. A task on the shim's runtime ([`conn`]) sends whatever is queued as one
-//! PackedForward frame, reconnects with backoff, and with `fluentd-request-ack` resends a batch
-//! until fluentd acknowledges it. The container starts while fluentd is down (dockerd refuses
-//! to start it unless `fluentd-async`): its output waits in the queue.
+//! [`options::DEFAULT_QUEUE_BYTES`]). When the queue is full: in `non-blocking` mode the new
+//! messages are dropped and counted; in `blocking` mode (Docker's default) the container waits
+//! as long as fluentd keeps taking bytes (a slow fluentd slows the container, as in Docker),
+//! but once fluentd is unreachable or has taken nothing for [`STALL`], new messages are dropped
+//! and counted instead: a down or stalled fluentd never hangs the container or its other
+//! drivers for more than that. A task on the shim's runtime ([`conn`]) sends whatever is
+//! queued as one PackedForward frame, reconnects with backoff, and with `fluentd-request-ack`
+//! resends a batch until fluentd acknowledges it. The container starts while fluentd is down
+//! (dockerd refuses to start it unless `fluentd-async`): its output waits in the queue.
 //!
 //! Reports (to the shim's log and the [`DriverReporter`], target = the address): a warning
 //! when fluentd cannot be reached (once per outage), `Dropping` when messages start being
@@ -30,10 +33,14 @@ use super::{Batch, DriverFuture, DriverReporter, DriverStats, LogDriver, Mode, O
 use crate::jsonfile::{DropCounts, DropTracker, JsonFileReport, TagTemplate};
 pub use address::{Address, DEFAULT_ADDRESS};
 pub use options::{FluentdOptionError, FluentdOptions, OPTION_KEYS};
-use record::{encode_entry, RecordFields};
+use record::{encode_entry, EncodedTime, RecordFields};
 
 /// The driver's name, Docker's.
 pub const NAME: &str = "fluentd";
+
+/// In blocking mode, how long a full queue may make the container wait for fluentd to take a
+/// batch before new messages are dropped instead (a down or stalled fluentd never hangs it).
+pub const STALL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The default tag: the container id's first 12 characters, as dockerd.
 const DEFAULT_TAG: &str = "{{.ID}}";
@@ -103,6 +110,7 @@ pub struct FluentdLog {
     sub_second: bool,
     max_records: u64,
     max_bytes: u64,
+    blocking: bool,
 }
 
 /// What the driver and its sender task share.
@@ -127,6 +135,9 @@ struct State {
     finished: bool,
     /// fluentd could not be reached since the last successful send.
     outage: bool,
+    /// When a batch was last delivered or given up (or the driver opened): in blocking mode a
+    /// full queue makes the container wait only while this is recent (see [`STALL`]).
+    last_progress: Option<Instant>,
     tracker: DropTracker,
     stats: DriverStats,
 }
@@ -147,16 +158,18 @@ impl FluentdLog {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|e| format!("fluentd driver needs the shim's runtime: {e}"))?;
         let name = &ctx.tag.container_name;
-        let fields = RecordFields {
-            container_id: ctx.tag.container_id.clone(),
-            container_name: if name.starts_with('/') {
-                name.clone()
-            } else {
-                format!("/{name}")
-            },
+        let name = if name.starts_with('/') {
+            name.clone()
+        } else {
+            format!("/{name}")
         };
+        let fields = RecordFields::new(ctx.tag.container_id.clone(), name)
+            .map_err(|e| format!("fluentd record fields: {e}"))?;
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                last_progress: Some(Instant::now()),
+                ..State::default()
+            }),
             wake: Notify::new(),
             progress: Notify::new(),
             target: opts.address.to_string(),
@@ -174,12 +187,47 @@ impl FluentdLog {
             sub_second: opts.sub_second,
             max_records: opts.buffer_limit,
             max_bytes: mode.max_buffer().unwrap_or(options::DEFAULT_QUEUE_BYTES),
+            blocking: mode == Mode::Blocking,
         })
     }
 
     /// The address the driver sends to.
     pub fn target(&self) -> &str {
         &self.shared.target
+    }
+
+    /// Whether fluentd has taken nothing for [`STALL`] or is unreachable: a full queue then
+    /// drops rather than makes the container wait.
+    fn stalled(&self, st: &State) -> bool {
+        st.outage || st.closed || st.last_progress.is_none_or(|t| t.elapsed() >= STALL)
+    }
+
+    /// Whether the queue cannot take another message (a message of up to 16 KiB: the wait
+    /// ends when the task took the queue, which empties it).
+    fn full(&self, st: &State) -> bool {
+        st.count >= self.max_records || st.queue.len() as u64 + 16 * 1024 + 256 > self.max_bytes
+    }
+
+    /// Blocking mode's wait: until the queue has room or fluentd counts as stalled.
+    async fn room_or_stall(&self) {
+        loop {
+            let notified = self.shared.progress.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let deadline = {
+                let st = self.shared.lock();
+                if !self.full(&st) || self.stalled(&st) {
+                    return;
+                }
+                st.last_progress.map(|t| t + STALL)
+            };
+            match deadline {
+                Some(d) => {
+                    let _ = tokio::time::timeout_at(d.into(), notified).await;
+                }
+                None => return,
+            }
+        }
     }
 
     async fn drained(&self) {
@@ -211,7 +259,11 @@ impl Shared {
                 if st.count > 0 {
                     let n = std::mem::take(&mut st.count);
                     st.in_flight = n;
-                    return Some((std::mem::take(&mut st.queue), n));
+                    let batch = std::mem::take(&mut st.queue);
+                    drop(st);
+                    // The queue has room again: a relay waiting in room() goes on.
+                    self.progress.notify_waiters();
+                    return Some((batch, n));
                 }
                 if st.closed {
                     return None;
@@ -226,6 +278,7 @@ impl Shared {
         let report = {
             let mut st = self.lock();
             st.in_flight = 0;
+            st.last_progress = Some(Instant::now());
             st.stats.delivered += count;
             st.outage = false;
             if st.tracker.is_healthy() {
@@ -240,11 +293,17 @@ impl Shared {
         }
     }
 
+    /// Part of a frame was written.
+    pub(crate) fn progressed(&self) {
+        self.lock().last_progress = Some(Instant::now());
+    }
+
     /// The batch in hand was given up: dropped and counted.
     pub(crate) fn batch_failed(&self, count: u64, bytes: usize, error: &str) {
         let report = {
             let mut st = self.lock();
             st.in_flight = 0;
+            st.last_progress = Some(Instant::now());
             let lost = DropCounts {
                 entries: count,
                 bytes: bytes as u64,
@@ -336,31 +395,40 @@ impl LogDriver for FluentdLog {
     fn log(&self, batch: &Batch<'_>) -> usize {
         let mut lost = DropCounts::default();
         let mut queued = 0u64;
+        let time = EncodedTime::new(batch.time, self.sub_second);
+        let mut taken = batch.records.len();
         let report = {
             let mut st = self.shared.lock();
-            for r in batch.records {
+            for (i, r) in batch.records.iter().enumerate() {
                 let before = st.queue.len();
-                let fits = st.count < self.max_records && (before as u64) < self.max_bytes;
-                let ok = fits
-                    && encode_entry(
-                        &mut st.queue,
-                        &self.fields,
-                        batch.time,
-                        self.sub_second,
-                        batch.stream,
-                        r.line,
-                        r.partial,
-                    )
-                    .is_ok()
-                    && (st.count == 0 || st.queue.len() as u64 <= self.max_bytes);
-                if ok {
+                let room = st.count < self.max_records && (before as u64) < self.max_bytes;
+                let encoded = room
+                    && time.as_ref().is_ok_and(|t| {
+                        encode_entry(
+                            &mut st.queue,
+                            &self.fields,
+                            t,
+                            batch.stream,
+                            r.line,
+                            r.partial,
+                        )
+                        .is_ok()
+                    });
+                // One message always fits an empty queue, however long.
+                let over = encoded && st.count > 0 && st.queue.len() as u64 > self.max_bytes;
+                if encoded && !over {
                     st.count += 1;
                     queued += 1;
-                } else {
-                    st.queue.truncate(before);
-                    lost.entries += 1;
-                    lost.bytes += r.line.len() as u64;
+                    continue;
                 }
+                st.queue.truncate(before);
+                if (!room || over) && self.blocking && !self.stalled(&st) {
+                    // Blocking mode, fluentd taking batches: the container waits (room()).
+                    taken = i;
+                    break;
+                }
+                lost.entries += 1;
+                lost.bytes += r.line.len() as u64;
             }
             if lost.entries > 0 {
                 st.stats.dropped += lost.entries;
@@ -389,11 +457,11 @@ impl LogDriver for FluentdLog {
         if let Some(r) = report {
             self.shared.emit(r);
         }
-        batch.records.len()
+        taken
     }
 
     fn room(&self) -> DriverFuture<'_> {
-        Box::pin(std::future::ready(()))
+        Box::pin(self.room_or_stall())
     }
 
     fn drain(&self) -> DriverFuture<'_> {

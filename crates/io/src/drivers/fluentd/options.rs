@@ -7,7 +7,8 @@
 //!   while fluentd is down and never waits for it (dockerd without async refuses to start it).
 //! - `fluentd-buffer-limit`: go-units `RAMInBytes`, counted in *records* queued, which is what
 //!   dockerd's async client counts (its channel length); default 1,048,576. The queue is also
-//!   bounded in bytes: `max-buffer-size` with `mode=non-blocking`, else [`DEFAULT_QUEUE_BYTES`].
+//!   bounded in bytes: `max-buffer-size` with `mode=non-blocking`, else [`DEFAULT_QUEUE_BYTES`]
+//!   (what a full queue does per mode: see the driver's module doc).
 //! - `fluentd-retry-wait` (Go duration, default 1 s; each retry waits 1.5 times the last, at
 //!   most [`MAX_RETRY_WAIT`]) and `fluentd-max-retries` (default `MaxInt32`, dockerd's):
 //!   after that many failed attempts in a row the batch in hand is dropped and counted, and the

@@ -19,36 +19,87 @@ use rmp::encode;
 use crate::drivers::Partial;
 use crate::stream::Stream;
 
-/// The per-container fields of every record.
+/// The per-container fields of every record, with the record's constant start pre-encoded per
+/// stream (the map header and the `container_id`, `container_name` and `source` pairs), so a
+/// record costs a copy of that prefix, its time and its line.
 #[derive(Debug, Clone)]
 pub struct RecordFields {
     /// Full container id.
     pub container_id: String,
     /// Container name with Docker's leading `/`.
     pub container_name: String,
+    /// `[stdout, stderr]` prefixes of a whole line's record (map of 4).
+    prefix: [Vec<u8>; 2],
+}
+
+impl RecordFields {
+    /// The fields of one container.
+    pub fn new(container_id: String, container_name: String) -> io::Result<RecordFields> {
+        let mut prefix = [Vec::new(), Vec::new()];
+        for (p, source) in prefix.iter_mut().zip(["stdout", "stderr"]) {
+            encode::write_map_len(p, 4)?;
+            pair(p, "container_id", &container_id)?;
+            pair(p, "container_name", &container_name)?;
+            pair(p, "source", source)?;
+        }
+        Ok(RecordFields {
+            container_id,
+            container_name,
+            prefix,
+        })
+    }
+}
+
+fn source_of(stream: Stream) -> (usize, &'static str) {
+    match stream {
+        Stream::Stdout => (0, "stdout"),
+        Stream::Stderr => (1, "stderr"),
+    }
+}
+
+/// A record time, encoded once for all the messages of a read.
+#[derive(Debug, Clone, Copy)]
+pub struct EncodedTime {
+    bytes: [u8; 10],
+    len: usize,
+}
+
+impl EncodedTime {
+    /// Integer seconds, or an EventTime when `sub_second`.
+    pub fn new(time: SystemTime, sub_second: bool) -> io::Result<EncodedTime> {
+        let mut v = Vec::with_capacity(10);
+        encode_time(&mut v, time, sub_second)?;
+        let mut bytes = [0u8; 10];
+        bytes[..v.len()].copy_from_slice(&v);
+        Ok(EncodedTime {
+            bytes,
+            len: v.len(),
+        })
+    }
 }
 
 /// Appends one `[time, record]` entry for `line` (its trailing `\n` is not sent).
 pub fn encode_entry(
     buf: &mut Vec<u8>,
     fields: &RecordFields,
-    time: SystemTime,
-    sub_second: bool,
+    time: &EncodedTime,
     stream: Stream,
     line: &[u8],
     partial: Option<Partial>,
 ) -> io::Result<()> {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     encode::write_array_len(buf, 2)?;
-    encode_time(buf, time, sub_second)?;
-    let source = match stream {
-        Stream::Stdout => "stdout",
-        Stream::Stderr => "stderr",
-    };
-    encode::write_map_len(buf, if partial.is_some() { 8 } else { 4 })?;
-    pair(buf, "container_id", &fields.container_id)?;
-    pair(buf, "container_name", &fields.container_name)?;
-    pair(buf, "source", source)?;
+    buf.extend_from_slice(&time.bytes[..time.len]);
+    let (i, source) = source_of(stream);
+    match partial {
+        None => buf.extend_from_slice(&fields.prefix[i]),
+        Some(_) => {
+            encode::write_map_len(buf, 8)?;
+            pair(buf, "container_id", &fields.container_id)?;
+            pair(buf, "container_name", &fields.container_name)?;
+            pair(buf, "source", source)?;
+        }
+    }
     encode::write_str(buf, "log")?;
     encode::write_str_len(buf, len32(line.len())?)?;
     buf.extend_from_slice(line);
@@ -128,20 +179,19 @@ mod tests {
 
     #[test]
     fn docker_record_and_frame() {
-        let f = RecordFields {
-            container_id: "0123456789abcdef".into(),
-            container_name: "/web".into(),
-        };
+        let f = RecordFields::new("0123456789abcdef".into(), "/web".into()).unwrap();
         let t = UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789);
         let mut buf = Vec::new();
-        encode_entry(&mut buf, &f, t, true, Stream::Stderr, b"hi\n", None).unwrap();
+        let et = EncodedTime::new(t, true).unwrap();
+        encode_entry(&mut buf, &f, &et, Stream::Stderr, b"hi\n", None).unwrap();
         let id = PartialIds::new().next_id();
         let p = Partial {
             id,
             ordinal: 2,
             last: true,
         };
-        encode_entry(&mut buf, &f, t, false, Stream::Stdout, b"tail", Some(p)).unwrap();
+        let secs = EncodedTime::new(t, false).unwrap();
+        encode_entry(&mut buf, &f, &secs, Stream::Stdout, b"tail", Some(p)).unwrap();
         let frame = encode_frame("0123456789ab", &buf, 2, Some("Y2h1bms=")).unwrap();
         let v = decode(&frame);
         let a = v.as_array().unwrap();

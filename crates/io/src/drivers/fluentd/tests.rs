@@ -47,6 +47,23 @@ fn open(pairs: &[(&str, &str)], mode: Mode, reporter: Arc<Collect>) -> FluentdLo
     FluentdLog::open(&opts, mode, &ctx).unwrap()
 }
 
+/// Logs `from..to` as one read's batch; returns how many the driver took.
+fn try_log_lines(d: &FluentdLog, from: usize, to: usize) -> usize {
+    let lines: Vec<String> = (from..to).map(|i| format!("line {i}\n")).collect();
+    let records: Vec<Record<'_>> = lines
+        .iter()
+        .map(|l| Record {
+            line: l.as_bytes(),
+            partial: None,
+        })
+        .collect();
+    d.log(&Batch {
+        stream: Stream::Stdout,
+        time: SystemTime::now(),
+        records: &records,
+    })
+}
+
 fn log_lines(d: &FluentdLog, from: usize, to: usize) {
     let lines: Vec<String> = (from..to).map(|i| format!("line {i}\n")).collect();
     let records: Vec<Record<'_>> = lines
@@ -218,7 +235,9 @@ fn full_queue_drops_count_and_report() {
                 ("fluentd-retry-wait", "10ms"),
                 ("fluentd-buffer-limit", "10"),
             ],
-            Mode::Blocking,
+            Mode::NonBlocking {
+                max_buffer: 1_000_000,
+            },
             rep.clone(),
         );
         log_lines(&d, 0, 25);
@@ -253,5 +272,51 @@ fn full_queue_drops_count_and_report() {
             _ => None,
         });
         assert_eq!(closed.map(|t| t.entries), Some(15), "{reports:?}");
+    });
+}
+
+#[test]
+fn blocking_mode_waits_while_fluentd_takes_batches_and_drops_once_it_stalls() {
+    rt().block_on(async {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = format!("tcp://{}", l.local_addr().unwrap());
+        let rep = Arc::new(Collect::default());
+        let d = open(
+            &[("fluentd-address", &addr), ("fluentd-buffer-limit", "10")],
+            Mode::Blocking,
+            rep,
+        );
+        // Full after 10: the rest waits (nothing dropped) until the sender takes the queue.
+        assert_eq!(try_log_lines(&d, 0, 25), 10);
+        tokio::time::timeout(Duration::from_secs(5), d.room())
+            .await
+            .unwrap();
+        assert_eq!(try_log_lines(&d, 10, 25), 10);
+        assert_eq!(d.stats().dropped, 0);
+        // Accepted, never read: once the socket buffers are full nothing moves. The wait on a
+        // full queue ends within STALL, and then new messages are dropped and counted.
+        let (_conn, _) = l.accept().await.unwrap();
+        let big = "x".repeat(16 * 1024);
+        let mut waited = false;
+        for _ in 0..20_000 {
+            let rec = [Record {
+                line: big.as_bytes(),
+                partial: None,
+            }];
+            let b = Batch {
+                stream: Stream::Stdout,
+                time: SystemTime::now(),
+                records: &rec,
+            };
+            if d.log(&b) == 0 {
+                waited = true;
+                tokio::time::timeout(STALL * 5, d.room()).await.unwrap();
+            }
+            if d.stats().dropped > 0 {
+                break;
+            }
+        }
+        assert!(waited);
+        assert!(d.stats().dropped > 0, "{:?}", d.stats());
     });
 }
