@@ -2,7 +2,8 @@
 # Installs the Debian packages Scribe needs to build and run containers, when missing.
 set -euo pipefail
 # iptables: CRIU locks the network with iptables-restore (checkpoint e2e)
-pkgs=(containerd runc busybox-static protobuf-compiler iptables)
+# docker.io: dockerd 20.10 and its CLI, the reference the local-driver e2e checks Scribe's files against
+pkgs=(containerd runc busybox-static protobuf-compiler iptables docker.io)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

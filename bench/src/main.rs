@@ -377,6 +377,20 @@ fn goals(r: &Report, cfg: &Config) -> Vec<Goal> {
             "s/GiB",
         ),
         Goal::check(
+            "local >= 600 MB/s of 100-byte lines",
+            r.value("relay.lines.local", "scribe"),
+            600.0,
+            Better::Higher,
+            "MB/s",
+        ),
+        Goal::check(
+            "shim CPU <= 1 s/GiB, local (100-byte lines)",
+            r.value("cpu.lines.local", "scribe"),
+            1.0,
+            Better::Lower,
+            "s/GiB",
+        ),
+        Goal::check(
             "attaching the FIFO costs json-file <= 10% (json-file + reader / json-file >= 0.9)",
             match (
                 r.value("relay.lines.json_attached", "scribe"),

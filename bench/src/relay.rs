@@ -4,8 +4,9 @@
 //! pre-generated file of 100-byte lines bind-mounted read-only at /data/lines.
 //! Destinations: an attached reader (`ctr run --rm` with its stdout piped to this program, which
 //! counts bytes), `--log-uri file:///...`, Scribe's json-file driver (`--null-io`, annotation
-//! `io.scribe.log.driver=json-file`), and the json-file driver with the attached reader too (what
-//! framing and writing every line costs the FIFO path).
+//! `io.scribe.log.driver=json-file`), Scribe's `local` driver (likewise, one file: no rotation
+//! in the run), and the json-file driver with the attached reader too (what framing and writing
+//! every line costs the FIFO path).
 //!
 //! Throughput is timed from the first to the last byte seen at the destination, so container
 //! start and teardown are not in it. Shim CPU is the shim daemon's utime+stime over the same
@@ -38,8 +39,8 @@ fn run_timeout(mib: u64) -> Duration {
 /// Cases a runtime cannot do, and why (instead of waiting for a run that never finishes).
 fn unsupported(rt: &str, case: &Case) -> Option<&'static str> {
     match (rt, case.dest) {
-        (_, Dest::JsonFile | Dest::JsonFileAttached) if rt != "scribe" => {
-            Some("json-file is Scribe's own")
+        (_, Dest::JsonFile | Dest::JsonFileAttached | Dest::Local) if rt != "scribe" => {
+            Some("log drivers are Scribe's own")
         }
         ("rust", Dest::File) => Some(
             "containerd-runc-shim 0.1.1 has no file:// stdio (its create_io only knows fifo; the run hangs)",
@@ -61,6 +62,8 @@ enum Dest {
     JsonFile,
     /// The json-file driver and an attached reader at once.
     JsonFileAttached,
+    /// Docker's `local` driver.
+    Local,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -79,6 +82,7 @@ impl Case {
             (Producer::Lines, Dest::File) => "relay.lines.file",
             (Producer::Lines, Dest::JsonFile) => "relay.lines.json",
             (_, Dest::JsonFileAttached) => "relay.lines.json_attached",
+            (_, Dest::Local) => "relay.lines.local",
         }
     }
     fn cpu_id(&self) -> &'static str {
@@ -90,6 +94,7 @@ impl Case {
             (Producer::Lines, Dest::File) => "cpu.lines.file",
             (Producer::Lines, Dest::JsonFile) => "cpu.lines.json",
             (_, Dest::JsonFileAttached) => "cpu.lines.json_attached",
+            (_, Dest::Local) => "cpu.lines.local",
         }
     }
     fn label(&self) -> String {
@@ -102,6 +107,7 @@ impl Case {
             Dest::File => "file://",
             Dest::JsonFile => "json-file",
             Dest::JsonFileAttached => "json-file + attached reader",
+            Dest::Local => "local",
         };
         format!("{p} -> {d}")
     }
@@ -178,6 +184,10 @@ pub fn run(ctx: &Ctx, notes: &mut Vec<String>) -> Result<Vec<Row>> {
             producer: Producer::Lines,
             dest: Dest::JsonFileAttached,
         });
+        cases.push(Case {
+            producer: Producer::Lines,
+            dest: Dest::Local,
+        });
     }
     let lines_file = ctx.work.join("data/lines");
     eprintln!(
@@ -217,7 +227,12 @@ pub fn run(ctx: &Ctx, notes: &mut Vec<String>) -> Result<Vec<Row>> {
             for rt in ctx.rotated(rep + ci) {
                 crate::check_interrupt()?;
                 if let Some(why) = unsupported(rt.key, case) {
-                    if rep == 0 && !matches!(case.dest, Dest::JsonFile | Dest::JsonFileAttached) {
+                    if rep == 0
+                        && !matches!(
+                            case.dest,
+                            Dest::JsonFile | Dest::JsonFileAttached | Dest::Local
+                        )
+                    {
                         notes.push(format!(
                             "relay: {}: {} skipped: {why}",
                             rt.key,
@@ -263,6 +278,24 @@ pub fn run(ctx: &Ctx, notes: &mut Vec<String>) -> Result<Vec<Row>> {
                         opts.push("--null-io".into());
                         opts.push("--annotation".into());
                         opts.push("io.scribe.log.driver=json-file".into());
+                        let r = to_file(ctx, rt, &id, &opts, &cmd, &path, expect, Some(expect));
+                        let _ = std::fs::remove_dir_all(&dir);
+                        r
+                    }
+                    Dest::Local => {
+                        let dir = ctx.log_root.join(ctx.c.namespace()).join(&id);
+                        let path = dir.join("local-logs/container.log");
+                        opts.push("--null-io".into());
+                        for a in [
+                            "io.scribe.log.driver=local",
+                            // One file for the whole run: the size of the live file is the clock.
+                            "io.scribe.log.max-size=1000g",
+                            "io.scribe.log.max-file=2",
+                            "io.scribe.log.compress=false",
+                        ] {
+                            opts.push("--annotation".into());
+                            opts.push(a.into());
+                        }
                         let r = to_file(ctx, rt, &id, &opts, &cmd, &path, expect, Some(expect));
                         let _ = std::fs::remove_dir_all(&dir);
                         r
@@ -325,7 +358,7 @@ pub fn run(ctx: &Ctx, notes: &mut Vec<String>) -> Result<Vec<Row>> {
                 );
             }
         }
-        if case.dest == Dest::JsonFile {
+        if matches!(case.dest, Dest::JsonFile | Dest::Local) {
             tp.note("MB/s of input lines; Scribe only");
         }
         if case.dest == Dest::JsonFileAttached {

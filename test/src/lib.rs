@@ -27,6 +27,7 @@ pub mod cmd;
 pub mod containerd;
 pub mod cri;
 pub mod cri_client;
+pub mod dockerd;
 pub mod events;
 pub mod fluentd;
 pub mod procs;

@@ -8,6 +8,7 @@
 //!   `binary://`, `binary-v2://`, none);
 //! - [`framing`]: Docker-compatible line framing with partial lines;
 //! - [`jsonfile`]: the Docker `json-file` writer with rotation, compression and tags;
+//! - [`localfmt`]: Docker's `local` log format (records read forwards and backwards);
 //! - [`drivers`]: the log drivers (json-file, ...) every framed message goes to;
 //! - [`runclog`]: reading the runtime's `log.json`;
 //! - [`childenv`]: the environment of the runtime and the logging binaries (no systemd variables);
@@ -27,6 +28,8 @@ pub mod drivers;
 pub mod framing;
 #[warn(missing_docs)]
 pub mod jsonfile;
+#[warn(missing_docs)]
+pub mod localfmt;
 mod percent;
 #[warn(missing_docs)]
 pub mod relay;

@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use scribe_io::drivers::local::CacheOptions;
 use scribe_io::drivers::registry::{self, Chosen};
 
 use crate::options::Settings;
@@ -72,6 +73,8 @@ pub struct LogConfig {
     pub runtime_log: bool,
     /// The log drivers, in the order given (empty: none).
     pub drivers: Vec<Chosen>,
+    /// The dual-logging cache, kept when no driver reads back (`cache-*` options).
+    pub cache: CacheOptions,
 }
 
 /// Combines runtime settings and the container's annotations; bad values are errors naming them.
@@ -121,6 +124,7 @@ pub fn resolve(settings: &Settings, spec: &SpecInfo) -> Result<LogConfig, String
     }
     let from_annotations = |k: &str| a.contains_key(&format!("{OPT_PREFIX}{k}"));
     let drivers = registry::resolve(&names, &opts, from_annotations)?;
+    let cache = registry::resolve_cache(&opts)?;
     let flag = |key: &str, default: bool| match a.get(key).map(String::as_str) {
         None => Ok(default),
         Some("true") => Ok(true),
@@ -140,6 +144,7 @@ pub fn resolve(settings: &Settings, spec: &SpecInfo) -> Result<LogConfig, String
         container_log,
         runtime_log,
         drivers,
+        cache,
     })
 }
 

@@ -1,5 +1,7 @@
 //! The json-file driver: the json-file log of one process, shared by its stdout and stderr
-//! relays, and what it tells about lost output.
+//! relays, and what it tells about lost output. [`JsonLog`] also drives a writer of `local`
+//! records (the `local` driver and the dual-logging cache, see [`super::local`]): it is named
+//! after the writer's format, and everything below holds for it too.
 //!
 //! A full or unwritable log disk never blocks or stops the container: entries are dropped and
 //! counted (see [`crate::jsonfile`]). What was lost is reported twice: in the shim's own log
@@ -21,7 +23,8 @@ use std::time::{Instant, SystemTime};
 
 use super::{Batch, DriverFuture, DriverReporter, DriverStats, LogDriver, Mode};
 use crate::jsonfile::{
-    DropCounts, DropTracker, JsonFileReport, JsonFileStats, JsonFileWriter, Op, RotationHook,
+    DropCounts, DropTracker, Format, JsonFileReport, JsonFileStats, JsonFileWriter, Op, Piece,
+    RotationHook,
 };
 use crate::stream::Stream;
 
@@ -30,6 +33,8 @@ pub const NAME: &str = "json-file";
 
 /// A Docker json-file log fed by both output streams of a process (same bytes as the FIFOs).
 pub struct JsonLog {
+    /// [`NAME`], or `local` for a writer of `local` records (see [`super::local`]).
+    name: &'static str,
     inner: Mutex<Inner>,
     max_line: usize,
     path: PathBuf,
@@ -45,8 +50,13 @@ struct Inner {
 impl JsonLog {
     /// Wraps an opened writer; lines longer than `max_line` are split Docker's way.
     pub fn new(mut writer: JsonFileWriter, max_line: usize) -> JsonLog {
-        writer.set_rotation_hook(rotation_hook(writer.path().to_path_buf(), None));
+        let name = match writer.format() {
+            Format::Json => NAME,
+            Format::Local => super::local::NAME,
+        };
+        writer.set_rotation_hook(rotation_hook(name, writer.path().to_path_buf(), None));
         JsonLog {
+            name,
             path: writer.path().to_path_buf(),
             inner: Mutex::new(Inner {
                 writer,
@@ -56,6 +66,15 @@ impl JsonLog {
             reporter: None,
             mode: Mode::Blocking,
         }
+    }
+
+    /// Reports under `name` instead (the dual-logging cache is a `local` file with a name of
+    /// its own).
+    pub fn with_name(mut self, name: &'static str) -> JsonLog {
+        self.name = name;
+        let hook = rotation_hook(name, self.path.clone(), self.reporter.clone());
+        self.lock().writer.set_rotation_hook(hook);
+        self
     }
 
     /// Docker's `mode` for this log (see the module doc).
@@ -76,7 +95,7 @@ impl JsonLog {
 
     /// Also sends every report to `reporter` (besides the shim's own log).
     pub fn with_reporter(mut self, reporter: Arc<dyn DriverReporter>) -> JsonLog {
-        let hook = rotation_hook(self.path.clone(), Some(reporter.clone()));
+        let hook = rotation_hook(self.name, self.path.clone(), Some(reporter.clone()));
         self.lock().writer.set_rotation_hook(hook);
         self.reporter = Some(reporter);
         self
@@ -133,7 +152,13 @@ impl JsonLog {
         }
     }
 
-    fn write(&self, stream: Stream, messages: &[&[u8]], stop: bool, time: SystemTime) -> usize {
+    fn write<P: Piece>(
+        &self,
+        stream: Stream,
+        messages: &[P],
+        stop: bool,
+        time: SystemTime,
+    ) -> usize {
         if messages.is_empty() {
             return 0;
         }
@@ -184,14 +209,18 @@ impl JsonLog {
     }
 
     fn emit(&self, report: JsonFileReport) {
-        emit(&self.path, self.reporter.as_ref(), report);
+        emit(self.name, &self.path, self.reporter.as_ref(), report);
     }
 }
 
 /// Reports a background rotation's failure from the rotation thread, when it happens (the
 /// container may write nothing more to carry it as a warning): in the shim's log and to
 /// `reporter`. A run of failures of the same step is reported once, until a rotation works.
-fn rotation_hook(path: PathBuf, reporter: Option<Arc<dyn DriverReporter>>) -> RotationHook {
+fn rotation_hook(
+    name: &'static str,
+    path: PathBuf,
+    reporter: Option<Arc<dyn DriverReporter>>,
+) -> RotationHook {
     let last: Mutex<Option<Op>> = Mutex::new(None);
     Arc::new(move |outcome| {
         let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
@@ -203,14 +232,19 @@ fn rotation_hook(path: PathBuf, reporter: Option<Arc<dyn DriverReporter>>) -> Ro
                 let report = JsonFileReport::Warning {
                     error: e.to_string(),
                 };
-                emit(&path, reporter.as_ref(), report);
+                emit(name, &path, reporter.as_ref(), report);
             }
         }
     })
 }
 
 /// Logs `report` in the shim's own log and hands it to `reporter`.
-fn emit(path: &Path, reporter: Option<&Arc<dyn DriverReporter>>, report: JsonFileReport) {
+fn emit(
+    name: &str,
+    path: &Path,
+    reporter: Option<&Arc<dyn DriverReporter>>,
+    report: JsonFileReport,
+) {
     let shown = path.display();
     {
         let path = shown;
@@ -219,7 +253,7 @@ fn emit(path: &Path, reporter: Option<&Arc<dyn DriverReporter>>, report: JsonFil
                 log::error!("{error}; dropping entries of {path} until writes succeed again")
             }
             JsonFileReport::Resumed { lost } => log::warn!(
-                "json-file log {path} writable again after dropping {} entries ({} bytes)",
+                "{name} log {path} writable again after dropping {} entries ({} bytes)",
                 lost.entries,
                 lost.bytes
             ),
@@ -229,7 +263,7 @@ fn emit(path: &Path, reporter: Option<&Arc<dyn DriverReporter>>, report: JsonFil
                 total,
                 still_dropping,
             } => log::warn!(
-                "json-file log {path} closed{}: {} entries ({} bytes) dropped in all, {} entries ({} bytes) of them since the last report",
+                "{name} log {path} closed{}: {} entries ({} bytes) dropped in all, {} entries ({} bytes) of them since the last report",
                 if *still_dropping { " while dropping" } else { "" },
                 total.entries,
                 total.bytes,
@@ -239,7 +273,7 @@ fn emit(path: &Path, reporter: Option<&Arc<dyn DriverReporter>>, report: JsonFil
         }
     }
     if let Some(r) = reporter {
-        r.report(NAME, &path.to_string_lossy(), report);
+        r.report(name, &path.to_string_lossy(), report);
     }
 }
 
@@ -259,15 +293,15 @@ impl Drop for JsonLog {
 
 impl LogDriver for JsonLog {
     fn name(&self) -> &str {
-        NAME
+        self.name
     }
 
     fn log(&self, batch: &Batch<'_>) -> usize {
         // Lines are written as the framer cut them (json-file keeps no partial metadata: a
-        // piece without a trailing newline is how Docker's readers know it is partial).
-        let lines: Vec<&[u8]> = batch.records.iter().map(|r| r.line).collect();
+        // piece without a trailing newline is how Docker's readers know it is partial; `local`
+        // records carry it).
         let stop = self.mode == Mode::Blocking;
-        self.write(batch.stream, &lines, stop, batch.time)
+        self.write(batch.stream, batch.records, stop, batch.time)
     }
 
     fn room(&self) -> DriverFuture<'_> {
@@ -295,6 +329,7 @@ impl LogDriver for JsonLog {
 impl std::fmt::Debug for JsonLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JsonLog")
+            .field("name", &self.name)
             .field("path", &self.path)
             .field("max_line", &self.max_line)
             .finish()

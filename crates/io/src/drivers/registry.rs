@@ -2,19 +2,21 @@
 //!
 //! A container's log options are one map shared by all its drivers (Docker has one driver per
 //! container; Scribe takes a list). Each key must be understood by at least one chosen driver
-//! (or be a common key: `mode`, `max-buffer-size`); each driver is given only its own keys.
+//! (or be a common key: `mode`, `max-buffer-size`, the dual-logging cache's `cache-*`); each
+//! driver is given only its own keys.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::fluentd::{self, FluentdLog, FluentdOptions};
 use super::json_file::JsonLog;
+use super::local::{self, CacheOptions, LocalOptions, CACHE_KEYS};
 use super::{LogDriver, Mode, OpenContext, MODE_KEYS};
 use crate::framing::DEFAULT_MAX_LINE;
 use crate::jsonfile::{self, JsonFileOptions, JsonFileWriter};
 
 /// The names of the built-in drivers (`none` turns logging off and cannot be combined).
-pub const BUILT_IN: &[&str] = &["json-file", "fluentd"];
+pub const BUILT_IN: &[&str] = &["json-file", "local", "fluentd"];
 
 /// Options whose value makes the shim reach a host resource (a socket, a network address): an
 /// annotation may only give values the node's admin allowed.
@@ -34,6 +36,8 @@ pub fn default_addresses(name: &str) -> &'static [(&'static str, &'static str)] 
 pub enum DriverConfig {
     /// Docker's `json-file`.
     JsonFile(JsonFileOptions),
+    /// Docker's `local`.
+    Local(LocalOptions),
     /// Docker's `fluentd`.
     Fluentd(FluentdOptions),
 }
@@ -51,6 +55,7 @@ pub struct Chosen {
 pub fn option_keys(name: &str) -> Option<&'static [&'static str]> {
     match name {
         "json-file" => Some(&jsonfile::OPTION_KEYS),
+        "local" => Some(&local::OPTION_KEYS),
         "fluentd" => Some(&fluentd::OPTION_KEYS),
         _ => None,
     }
@@ -109,7 +114,7 @@ pub fn resolve(
             .any(|n| option_keys(n).is_some_and(|keys| keys.contains(&k)))
     };
     for (k, v) in opts {
-        let common = MODE_KEYS.contains(&k.as_str());
+        let common = MODE_KEYS.contains(&k.as_str()) || CACHE_KEYS.contains(&k.as_str());
         let chosen = keys_of.iter().any(|keys| keys.contains(&k.as_str()));
         if !common && !known_anywhere(k) {
             return Err(format!(
@@ -149,6 +154,7 @@ pub fn resolve(
                 "json-file" => DriverConfig::JsonFile(
                     JsonFileOptions::from_pairs(own).map_err(|e| e.to_string())?,
                 ),
+                "local" => DriverConfig::Local(LocalOptions::from_opts(opts, "")?),
                 "fluentd" => DriverConfig::Fluentd(
                     FluentdOptions::from_pairs(own).map_err(|e| e.to_string())?,
                 ),
@@ -164,6 +170,7 @@ impl Chosen {
     pub fn name(&self) -> &'static str {
         match self.config {
             DriverConfig::JsonFile(_) => super::json_file::NAME,
+            DriverConfig::Local(_) => local::NAME,
             DriverConfig::Fluentd(_) => fluentd::NAME,
         }
     }
@@ -187,6 +194,7 @@ impl Chosen {
                 }
                 Ok(Arc::new(log))
             }
+            DriverConfig::Local(opts) => local::open(opts, self.mode, ctx),
             DriverConfig::Fluentd(opts) => {
                 let [ns, id] = ctx.subdirs;
                 let log = FluentdLog::open(opts, self.mode, ctx)
@@ -195,6 +203,26 @@ impl Chosen {
             }
         }
     }
+}
+
+/// The dual-logging cache's options of a container (see [`local::CacheOptions`]); errors name
+/// the option.
+pub fn resolve_cache(opts: &BTreeMap<String, String>) -> Result<CacheOptions, String> {
+    CacheOptions::from_opts(opts)
+}
+
+/// Opens every chosen driver for one container, then the dual-logging cache when none of them
+/// reads back ([`local::with_cache`]). Errors name the driver and the file or address.
+pub fn open_all(
+    chosen: &[Chosen],
+    cache: &CacheOptions,
+    ctx: &OpenContext<'_>,
+) -> Result<Vec<Arc<dyn LogDriver>>, String> {
+    let list = chosen
+        .iter()
+        .map(|c| c.open(ctx))
+        .collect::<Result<Vec<_>, _>>()?;
+    local::with_cache(list, cache, ctx)
 }
 
 #[cfg(test)]
@@ -240,5 +268,43 @@ mod tests {
         assert!(e.contains("syslog"), "{e}");
         let e = resolve(&names, &opts(&[("max-buffer-size", "1m")]), all).unwrap_err();
         assert!(e.contains("max-buffer-size"), "{e}");
+    }
+
+    #[test]
+    fn local_and_the_cache_options() {
+        let all = |_: &str| true;
+        let c = resolve(&parse_list("local").unwrap(), &opts(&[]), all).unwrap();
+        assert_eq!(c[0].name(), "local");
+        assert_eq!(c[0].config, DriverConfig::Local(LocalOptions::default()));
+        let c = resolve(
+            &parse_list("json-file,local").unwrap(),
+            &opts(&[("max-size", "1m"), ("max-file", "3")]),
+            all,
+        )
+        .unwrap();
+        assert_eq!(c.len(), 2);
+        let DriverConfig::Local(l) = c[1].config else {
+            panic!("{c:?}");
+        };
+        assert_eq!((l.max_size, l.max_file, l.compress), (1_000_000, 3, true));
+        let e = resolve(
+            &parse_list("local").unwrap(),
+            &opts(&[("max-file", "0")]),
+            all,
+        )
+        .unwrap_err();
+        assert!(e.contains("max-file"), "{e}");
+        // json-file's tag is not a local option.
+        let e = resolve(&parse_list("local").unwrap(), &opts(&[("tag", "x")]), all).unwrap_err();
+        assert!(e.contains("tag"), "{e}");
+        // The cache's options go with any list, none included.
+        let cache = opts(&[("cache-disabled", "true"), ("cache-max-size", "1m")]);
+        assert!(resolve(&parse_list("json-file").unwrap(), &cache, all).is_ok());
+        assert!(resolve(&[], &cache, all).is_ok());
+        let c = resolve_cache(&cache).unwrap();
+        assert!(c.disabled);
+        assert_eq!(c.file.max_size, 1_000_000);
+        let e = resolve_cache(&opts(&[("cache-compress", "nope")])).unwrap_err();
+        assert!(e.contains("cache-compress"), "{e}");
     }
 }

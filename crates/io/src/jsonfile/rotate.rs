@@ -19,10 +19,12 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
-use flate2::write::GzEncoder;
-use flate2::Compression;
+use std::io::{Seek, SeekFrom};
+
+use flate2::{Compression, GzBuilder};
 use scribe_safefs::{SafeDir, SafeFsError};
 
+use super::format::Format;
 use super::FILE_MODE;
 
 /// A failed file-system step: what was attempted, on which path, and why.
@@ -147,13 +149,13 @@ pub(crate) enum FinishError {
 /// The slow part of rotation, for every live file moved aside with a sequence number up to
 /// `upto` (all of them at once, however many piled up): ages the older generations by their
 /// number, names the newest `.1`, the one before `.2`, and so on (dropping what passes
-/// `max_file - 1`), and gzips the new generations when `compress`. Costs one directory listing
+/// `max_file - 1`), and gzips the new generations when `compress` names their format. Costs one directory listing
 /// plus one rename per file present.
 pub(crate) fn finish_pending(
     dir: &SafeDir,
     base: &OsStr,
     max_file: u32,
-    compress: bool,
+    compress: Option<Format>,
     upto: u64,
 ) -> Result<(), FinishError> {
     let pending: Vec<OsString> = pending_files(dir, base)
@@ -181,10 +183,10 @@ pub(crate) fn finish_pending(
             .map_err(|e| FinishError::Rotate(e.into()))?;
         fresh.push(to);
     }
-    if compress {
+    if let Some(format) = compress {
         let mut first = None;
         for name in fresh {
-            if let Err(e) = self::compress(dir, &name) {
+            if let Err(e) = self::compress(dir, &name, format) {
                 first.get_or_insert(e);
             }
         }
@@ -197,16 +199,27 @@ pub(crate) fn finish_pending(
 
 /// Gzips `src` into `<src>.gz` (through a `.tmp` file created `O_EXCL`, renamed into place)
 /// and removes `src`. On failure `src` is left as it was and the temp file removed. A name
-/// already taken by the temp file (a planted link, say) is refused, never followed.
-pub(crate) fn compress(dir: &SafeDir, src: &OsStr) -> Result<OsString, FsError> {
+/// already taken by the temp file (a planted link, say) is refused, never followed. The gzip
+/// header carries what dockerd puts there for `format` ([`Format::gzip_extra`]).
+pub(crate) fn compress(dir: &SafeDir, src: &OsStr, format: Format) -> Result<OsString, FsError> {
     let dst = suffixed(src, ".gz");
     let tmp = suffixed(&dst, ".tmp");
     let mut created = false;
     let result = (|| {
         let mut input = dir.open_read(src)?;
+        let extra = format.gzip_extra(&input);
+        input.seek(SeekFrom::Start(0)).map_err(|e| FsError {
+            op: "seek",
+            path: dir.path().join(src),
+            source: e,
+        })?;
         let out = dir.create_excl(&tmp, FILE_MODE)?;
         created = true;
-        let mut enc = GzEncoder::new(out, Compression::fast());
+        let mut gz = GzBuilder::new();
+        if let Some(extra) = extra {
+            gz = gz.extra(extra);
+        }
+        let mut enc = gz.write(out, Compression::fast());
         let err = |e| FsError {
             op: "compress into",
             path: dir.path().join(&tmp),
@@ -289,7 +302,7 @@ mod tests {
         fs::write(p(&t, &pending_name(&b, 7)), "live").unwrap();
         fs::write(p(&t, &rotated_name(&b, 1, true)), "one-gz").unwrap();
         fs::write(p(&t, &rotated_name(&b, 2, false)), "two-plain").unwrap();
-        finish_pending(&d, &b, 3, false, 7).unwrap();
+        finish_pending(&d, &b, 3, None, 7).unwrap();
         assert_eq!(
             fs::read_to_string(p(&t, &rotated_name(&b, 1, false))).unwrap(),
             "live"
@@ -306,7 +319,7 @@ mod tests {
     #[test]
     fn finish_tolerates_nothing_moved_aside() {
         let (_t, d, b) = setup();
-        finish_pending(&d, &b, 3, true, u64::MAX).unwrap();
+        finish_pending(&d, &b, 3, Some(Format::Json), u64::MAX).unwrap();
     }
 
     /// Counts the rename/unlink attempts of a shift by the names it could touch: with a huge
@@ -347,7 +360,7 @@ mod tests {
         for seq in [3, 4, 5, 9] {
             fs::write(p(&t, &pending_name(&b, seq)), format!("p{seq}")).unwrap();
         }
-        finish_pending(&d, &b, 5, false, 5).unwrap();
+        finish_pending(&d, &b, 5, None, 5).unwrap();
         let read = |n| fs::read_to_string(p(&t, &rotated_name(&b, n, false))).ok();
         assert_eq!(read(1).as_deref(), Some("p5"));
         assert_eq!(read(2).as_deref(), Some("p4"));
@@ -358,14 +371,14 @@ mod tests {
             p(&t, &pending_name(&b, 9)).exists(),
             "a later file waits for its turn"
         );
-        finish_pending(&d, &b, 5, false, 9).unwrap();
+        finish_pending(&d, &b, 5, None, 9).unwrap();
         assert_eq!(read(1).as_deref(), Some("p9"));
         assert_eq!(read(4).as_deref(), Some("p3"));
         // More piled up than max-file keeps: the oldest go.
         for seq in 10..20 {
             fs::write(p(&t, &pending_name(&b, seq)), format!("p{seq}")).unwrap();
         }
-        finish_pending(&d, &b, 5, false, 19).unwrap();
+        finish_pending(&d, &b, 5, None, 19).unwrap();
         assert_eq!(read(1).as_deref(), Some("p19"));
         assert_eq!(read(4).as_deref(), Some("p16"));
         assert_eq!(fs::read_dir(t.path()).unwrap().count(), 4);
@@ -392,7 +405,7 @@ mod tests {
         let src = OsString::from("c-json.log.1");
         let content = "line\n".repeat(10_000);
         fs::write(p(&t, &src), &content).unwrap();
-        let dst = compress(&d, &src).unwrap();
+        let dst = compress(&d, &src, Format::Json).unwrap();
         assert_eq!(dst, "c-json.log.1.gz");
         assert!(!p(&t, &src).exists());
         let mut out = String::new();
@@ -405,7 +418,7 @@ mod tests {
     #[test]
     fn compress_failure_keeps_source() {
         let (t, d, _) = setup();
-        let e = compress(&d, OsStr::new("nope.1")).unwrap_err();
+        let e = compress(&d, OsStr::new("nope.1"), Format::Json).unwrap_err();
         assert_eq!(e.op, "open");
         assert_eq!(e.path, t.path().join("nope.1"));
     }
@@ -419,7 +432,7 @@ mod tests {
         fs::write(&victim, "precious").unwrap();
         fs::write(p(&t, OsStr::new("c-json.log.1")), "data\n").unwrap();
         std::os::unix::fs::symlink(&victim, t.path().join("c-json.log.1.gz.tmp")).unwrap();
-        let e = compress(&d, OsStr::new("c-json.log.1")).unwrap_err();
+        let e = compress(&d, OsStr::new("c-json.log.1"), Format::Json).unwrap_err();
         assert_eq!(e.path, t.path().join("c-json.log.1.gz.tmp"));
         assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
         // The link is still a link (it was not the one we created, so not removed), .1 kept.

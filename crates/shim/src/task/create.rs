@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use containerd_shim_protos::api;
 use scribe_events::{ContainerEvent, ContainerRecord, RuntimeLog};
-use scribe_io::drivers::{DriverReporter, Drivers, OpenContext};
+use scribe_io::drivers::{registry, DriverReporter, Drivers, OpenContext};
 use scribe_io::jsonfile::TagInfo;
 use scribe_io::DEFAULT_MAX_LINE;
 
@@ -207,12 +207,8 @@ impl Tasks {
             tag: &info,
             reporter,
         };
-        let list = p
-            .logs
-            .drivers
-            .iter()
-            .map(|d| d.open(&ctx).map_err(fail))
-            .collect::<Result<Vec<_>>>()?;
+        // Then the dual-logging cache, when none of the drivers reads back.
+        let list = registry::open_all(&p.logs.drivers, &p.logs.cache, &ctx).map_err(fail)?;
         Ok(Drivers::new(list, DEFAULT_MAX_LINE))
     }
 
