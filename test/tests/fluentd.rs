@@ -445,3 +445,97 @@ fn idle_shim_with_fluentd_connected_is_one_thread() {
     c.kill_and_remove(id);
     c.assert_clean();
 }
+
+/// The same program through dockerd 20.10's own fluentd driver and through Scribe's, into the same
+/// receiver: per stream, the records are equal field by field, all but times and ids
+/// (`container_id`, `partial_id`); both name the container `/fluentd-cmp` and tag it
+/// `{{.Name}}`, so `container_name` and the tag are compared too.
+#[test]
+fn records_equal_dockerds_fluentd_driver() {
+    use scribe_e2e::dockerd::{Dockerd, DOCKER_IMAGE};
+    let rx = Receiver::tcp();
+    let name = "fluentd-cmp";
+    let prog = "echo first; echo; echo 'to stderr' >&2; \
+                head -c 40000 /dev/zero | tr '\\0' a; echo; \
+                i=1; while [ $i -le 200 ]; do echo \"out $i\"; echo \"err $i\" >&2; i=$((i+1)); done; \
+                printf 'last without newline'";
+    // Scribe.
+    let c = Containerd::start();
+    let logs = setup(&c, "cmp", &rx.address(), "");
+    let ann = annotations(&[("driver", "fluentd"), ("tag", "{{.Name}}")]);
+    let o = c.ctr(&run_args(&logs, &ann, &[IMAGE, name, "sh", "-c", prog]));
+    assert_eq!(o.code, Some(0), "{o}");
+    // dockerd.
+    let d = Dockerd::start();
+    d.import_busybox();
+    let addr = format!("fluentd-address={}", rx.address());
+    let o = d.docker(&[
+        "run",
+        "--name",
+        name,
+        "--network",
+        "none",
+        "--log-driver",
+        "fluentd",
+        "--log-opt",
+        &addr,
+        "--log-opt",
+        "tag={{.Name}}",
+        DOCKER_IMAGE,
+        "sh",
+        "-c",
+        prog,
+    ]);
+    assert_eq!(o.code, Some(0), "{o}");
+    let is_scribe = |r: &FluentRecord| r.get("container_id") == Some(name);
+    let count =
+        |rs: &[FluentRecord], scribe: bool| rs.iter().filter(|r| is_scribe(r) == scribe).count();
+    assert!(
+        rx.wait_for(Duration::from_secs(30), |rs| count(rs, true) > 0
+            && count(rs, false) >= count(rs, true)),
+        "records: scribe {}, dockerd {}",
+        count(&rx.records(), true),
+        count(&rx.records(), false)
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let records = rx.records();
+    assert!(rx.errors().is_empty(), "{:?}", rx.errors());
+    // A record less its time and ids.
+    let comparable = |scribe: bool, source: &str| -> Vec<(String, BTreeMap<String, String>)> {
+        records
+            .iter()
+            .filter(|r| is_scribe(r) == scribe && r.get("source") == Some(source))
+            .map(|r| {
+                let mut m = r.record.clone();
+                m.remove("container_id");
+                if m.remove("partial_id").is_some_and(|v| v.is_empty()) {
+                    m.insert("partial_id".into(), "(empty)".into());
+                }
+                (r.tag.clone(), m)
+            })
+            .collect()
+    };
+    let docker_id = records
+        .iter()
+        .find(|r| !is_scribe(r))
+        .and_then(|r| r.get("container_id"))
+        .unwrap_or("");
+    assert_eq!(docker_id.len(), 64, "dockerd's records carry its full id");
+    for source in ["stdout", "stderr"] {
+        let ours = comparable(true, source);
+        let theirs = comparable(false, source);
+        assert!(!theirs.is_empty(), "no dockerd records on {source}");
+        for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+            assert_eq!(a, b, "{source} record {i}: Scribe's vs dockerd's");
+        }
+        assert_eq!(ours.len(), theirs.len(), "{source}: record counts");
+    }
+    // Both sent EventTime or both seconds (dockerd's default: seconds).
+    let kinds: std::collections::BTreeSet<bool> = records
+        .iter()
+        .map(|r| matches!(r.time, FluentTime::Seconds(_)))
+        .collect();
+    assert_eq!(kinds.len(), 1, "time kinds differ");
+    drop(d);
+    c.assert_clean();
+}

@@ -140,6 +140,8 @@ struct State {
     last_progress: Option<Instant>,
     tracker: DropTracker,
     stats: DriverStats,
+    /// Ids for output that ended without a newline (created on first use).
+    ids: Option<super::PartialIds>,
 }
 
 impl FluentdLog {
@@ -402,6 +404,16 @@ impl LogDriver for FluentdLog {
             for (i, r) in batch.records.iter().enumerate() {
                 let before = st.queue.len();
                 let room = st.count < self.max_records && (before as u64) < self.max_bytes;
+                // Output that ended without a newline (and is no piece of a split line) is, as
+                // dockerd's copier sends it, the first piece of a line that never ended.
+                let partial = match r.partial {
+                    None if room && !r.line.ends_with(b"\n") => Some(super::Partial {
+                        id: st.ids.get_or_insert_with(super::PartialIds::new).next_id(),
+                        ordinal: 1,
+                        last: false,
+                    }),
+                    p => p,
+                };
                 let encoded = room
                     && time.as_ref().is_ok_and(|t| {
                         encode_entry(
@@ -410,7 +422,7 @@ impl LogDriver for FluentdLog {
                             t,
                             batch.stream,
                             r.line,
-                            r.partial,
+                            partial,
                         )
                         .is_ok()
                     });

@@ -3,7 +3,8 @@
 //! A record is what dockerd's fluentd driver sends for one message: a map of `container_id`
 //! (the full id), `container_name` (with Docker's leading `/`), `source` (`stdout`/`stderr`),
 //! `log` (the line without its newline, as a msgpack str holding the raw bytes, which is what
-//! Go's `string([]byte)` gives) and, for the pieces of a line longer than 16 KiB,
+//! Go's `string([]byte)` gives) and, for the pieces of a line longer than 16 KiB (and for output
+//! that ended without a newline: a first piece, as dockerd 20.10's copier sends it),
 //! `partial_message` (`"true"`), `partial_id`, `partial_ordinal` and `partial_last` as strings.
 //! Its time is integer seconds, or with `fluentd-sub-second-precision` an EventTime (msgpack ext
 //! type 0, 8 bytes: big-endian seconds and nanoseconds).
