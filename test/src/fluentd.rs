@@ -352,8 +352,42 @@ fn serve<S: Read + Write>(inner: Arc<Inner>, mut s: S) {
     }
 }
 
+/// A lower bound of the length of the frame at the front of `buf`, read from its first markers
+/// (array, tag string, then a bin or str entries header): decoding is not tried before that
+/// much arrived, so a frame of megabytes read in pieces is decoded once, not once per read.
+fn frame_len_hint(buf: &[u8]) -> usize {
+    fn str_or_bin(buf: &[u8], at: usize) -> Option<(usize, usize)> {
+        let m = *buf.get(at)?;
+        let be = |n: usize| -> Option<usize> {
+            let b = buf.get(at + 1..at + 1 + n)?;
+            Some(b.iter().fold(0usize, |a, x| (a << 8) | *x as usize))
+        };
+        Some(match m {
+            0xa0..=0xbf => (1, (m & 0x1f) as usize),
+            0xd9 | 0xc4 => (2, be(1)?),
+            0xda | 0xc5 => (3, be(2)?),
+            0xdb | 0xc6 => (5, be(4)?),
+            _ => return None,
+        })
+    }
+    let Some(&(0x92..=0x94)) = buf.first() else {
+        return 0;
+    };
+    let Some((h1, tag)) = str_or_bin(buf, 1) else {
+        return 0;
+    };
+    let at = 1 + h1 + tag;
+    match str_or_bin(buf, at) {
+        Some((h2, n)) => at + h2 + n,
+        None => at,
+    }
+}
+
 /// One msgpack value from the front of `buf`: `None` while incomplete.
 pub fn decode_one(buf: &[u8]) -> Result<Option<(Value, usize)>, String> {
+    if buf.len() < frame_len_hint(buf) {
+        return Ok(None);
+    }
     let mut rest = buf;
     match rmpv::decode::read_value(&mut rest) {
         Ok(v) => Ok(Some((v, buf.len() - rest.len()))),
@@ -516,6 +550,100 @@ fn check_record(r: &Value) -> Result<BTreeMap<String, String>, String> {
         .collect()
 }
 
+/// A receiver for benchmarks: listens on a unix socket and counts records by each frame's
+/// `size` option (a PackedForward sender's count) without keeping or checking them.
+pub struct CountingReceiver {
+    path: PathBuf,
+    count: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl CountingReceiver {
+    /// Listens on `path` (replaced if it exists).
+    pub fn unix(path: PathBuf) -> io::Result<CountingReceiver> {
+        let _ = std::fs::remove_file(&path);
+        let l = UnixListener::bind(&path)?;
+        l.set_nonblocking(true)?;
+        let count = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (c, st) = (count.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !st.load(Ordering::SeqCst) {
+                match l.accept() {
+                    Ok((s, _)) => {
+                        let _ = s.set_nonblocking(false);
+                        let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+                        let (c, st) = (c.clone(), st.clone());
+                        std::thread::spawn(move || count_frames(s, &c, &st));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Ok(CountingReceiver {
+            path,
+            count,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// `unix://<path>`.
+    pub fn address(&self) -> String {
+        format!("unix://{}", self.path.display())
+    }
+
+    /// Records received so far.
+    pub fn records(&self) -> u64 {
+        self.count.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for CountingReceiver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn count_frames(mut s: UnixStream, count: &AtomicU64, stop: &AtomicBool) {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 1 << 20];
+    while !stop.load(Ordering::SeqCst) {
+        let n = match s.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            Err(_) => return,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        let mut used = 0;
+        while let Ok(Some((frame, n))) = decode_one(&buf[used..]) {
+            used += n;
+            let size = frame
+                .as_array()
+                .and_then(|a| a.get(2))
+                .and_then(Value::as_map)
+                .and_then(|m| m.iter().find(|(k, _)| k.as_str() == Some("size")))
+                .and_then(|(_, v)| v.as_u64())
+                .unwrap_or(1);
+            count.fetch_add(size, Ordering::SeqCst);
+        }
+        buf.drain(..used);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -622,6 +750,14 @@ mod tests {
             assert_eq!(decode_one(&full[..cut]).unwrap(), None);
         }
         assert_eq!(decode_one(&full).unwrap().unwrap().1, full.len());
+        let packed = enc(&Value::Array(vec![
+            "tag".into(),
+            Value::Binary(vec![0; 70000]),
+            opt(vec![("size", 0.into())]),
+        ]));
+        assert_eq!(frame_len_hint(&packed[..10]), 1 + 4 + 5 + 70000);
+        assert_eq!(decode_one(&packed[..70009]).unwrap(), None);
+        assert_eq!(decode_one(&packed).unwrap().unwrap().1, packed.len());
         // The reserved marker decodes to no frame the spec knows.
         let odd = decode_one(&[0xc1]);
         assert!(odd.map_or(true, |v| v.is_some_and(|(v, _)| check_frame(&v).is_err())));
