@@ -1,6 +1,6 @@
 //! Issue 11, the fluentd driver as a user sees it, against a forward-protocol receiver that
 //! checks every frame (test/src/fluentd.rs): Docker's records and tag for many containers at
-//! once beside json-file; fluentd down at start (the container runs anyway, the lines arrive
+//! once beside json-file and local; fluentd down at start (the container runs anyway, the lines arrive
 //! later); fluentd restarted mid-stream with acks (nothing lost); fluentd stalled with
 //! `mode=non-blocking` (the container finishes, json-file keeps every line, runtime.log counts
 //! what fluentd lost); addresses only as the admin allows.
@@ -22,7 +22,7 @@ fn setup(c: &Containerd, name: &str, address: &str, extra_opts: &str) -> LogSetu
         c,
         name,
         &format!(
-            "AllowedLogDrivers = [\"json-file\", \"fluentd\"]\n[LogOpts]\nfluentd-address = \"{address}\"\n{extra_opts}"
+            "AllowedLogDrivers = [\"json-file\", \"local\", \"fluentd\"]\n[LogOpts]\nfluentd-address = \"{address}\"\n{extra_opts}"
         ),
     )
 }
@@ -64,7 +64,7 @@ fn many_containers_every_line_in_order_with_dockers_fields() {
     let rx = Receiver::tcp();
     let logs = setup(&c, "many", &rx.address(), "");
     let ann = annotations(&[
-        ("driver", "json-file,fluentd"),
+        ("driver", "json-file,fluentd,local"),
         ("fluentd-sub-second-precision", "true"),
     ]);
     let ids: Vec<String> = (0..n)
@@ -116,6 +116,23 @@ fn many_containers_every_line_in_order_with_dockers_fields() {
             text("err"),
             "{id} json-file"
         );
+        // The `local` log (one file: 40 KB of records is far below its 20 MB rotation).
+        let local = logs.container_dir(id).join("local-logs/container.log");
+        let bytes = std::fs::read(&local).unwrap_or_else(|e| panic!("{}: {e}", local.display()));
+        let mut at = 0;
+        let mut by_source: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        while at < bytes.len() {
+            let (e, used) = scribe_io::localfmt::decode_record(&bytes[at..])
+                .unwrap_or_else(|e| panic!("{} at byte {at}: {e}", local.display()));
+            let e = e.to_owned_entry();
+            by_source
+                .entry(e.source.clone())
+                .or_default()
+                .push(String::from_utf8_lossy(&e.line).into_owned());
+            at += used;
+        }
+        assert_eq!(by_source.get("stdout"), Some(&want("out")), "{id} local");
+        assert_eq!(by_source.get("stderr"), Some(&want("err")), "{id} local");
     }
     c.assert_clean();
 }
