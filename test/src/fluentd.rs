@@ -79,6 +79,7 @@ struct Inner {
     stop: AtomicBool,
     frames: AtomicU64,
     acks_sent: AtomicU64,
+    accepted: AtomicU64,
     conns: Mutex<Vec<Conn>>,
 }
 
@@ -172,6 +173,7 @@ impl Receiver {
                             let _ = s.set_nonblocking(false);
                             let c = s.try_clone().expect("clone unix stream");
                             inner.conns.lock().unwrap().push(Conn::Unix(c));
+                            inner.accepted.fetch_add(1, Ordering::SeqCst);
                             let inner = inner.clone();
                             std::thread::spawn(move || serve(inner, s));
                         }
@@ -197,6 +199,7 @@ impl Receiver {
                     let _ = s.set_nonblocking(false);
                     let c = s.try_clone().expect("clone tcp stream");
                     inner.conns.lock().unwrap().push(Conn::Tcp(c));
+                    inner.accepted.fetch_add(1, Ordering::SeqCst);
                     let inner = inner.clone();
                     std::thread::spawn(move || serve(inner, s));
                 }
@@ -246,6 +249,11 @@ impl Receiver {
             self.inner.frames.load(Ordering::SeqCst),
             self.inner.acks_sent.load(Ordering::SeqCst),
         )
+    }
+
+    /// Connections accepted so far (over restarts).
+    pub fn connections(&self) -> u64 {
+        self.inner.accepted.load(Ordering::SeqCst)
     }
 
     /// Spec violations seen (each closed its connection).

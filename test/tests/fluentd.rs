@@ -220,7 +220,11 @@ fn fluentd_restarted_mid_stream_with_ack_loses_nothing() {
             rx.wait_for(Duration::from_secs(60), |r| r.len() >= 500),
             "no records before the restart"
         );
+        // Stop reading first, so a batch is sent and not acknowledged when fluentd goes away.
+        rx.set_stall(true);
+        std::thread::sleep(Duration::from_millis(300));
         rx.stop();
+        rx.set_stall(false);
         std::thread::sleep(Duration::from_millis(500));
         rx.start();
         let o = run.join().expect("ctr thread");
@@ -246,6 +250,7 @@ fn fluentd_restarted_mid_stream_with_ack_loses_nothing() {
             "line {i} lost"
         );
     }
+    assert!(rx.connections() >= 2, "the driver must have reconnected");
     let (frames, acks) = rx.frames();
     assert!(acks > 0 && frames >= acks, "{frames} frames, {acks} acks");
     assert!(rx.errors().is_empty(), "{:?}", rx.errors());
