@@ -319,6 +319,13 @@ fn serve<S: Read + Write>(inner: Arc<Inner>, mut s: S) {
             Ok(n) => n,
         };
         buf.extend_from_slice(&chunk[..n]);
+        // A read already waiting when the stall began: hold what it got until the stall ends.
+        while inner.stall.load(Ordering::SeqCst) && !inner.stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if inner.stop.load(Ordering::SeqCst) {
+            return;
+        }
         loop {
             match decode_one(&buf) {
                 Ok(None) => break,
