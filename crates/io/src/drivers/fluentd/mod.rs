@@ -1,5 +1,5 @@
-//! The fluentd driver: Docker's fluentd records over the forward protocol v1, without ever
-//! holding up the container or another driver.
+//! The fluentd driver: Docker's fluentd records over the forward protocol v1, without a down or
+//! stalled fluentd ever holding up the container or another driver for more than [`STALL`].
 //!
 //! [`FluentdLog::log`] only encodes and queues (bounded by `fluentd-buffer-limit` records and,
 //! in bytes, by `max-buffer-size` with `mode=non-blocking`, else

@@ -14,8 +14,8 @@
 //!   after that many failed attempts in a row the batch in hand is dropped and counted, and the
 //!   driver goes on with the next one (dockerd's client gives up for good).
 //! - `fluentd-request-ack`, `fluentd-sub-second-precision`: Go booleans.
-//! - `fluentd-write-timeout`: Go duration; a write (and the wait for an ack) that takes longer
-//!   drops the connection and resends on a new one. Default none; with ack on, acks are awaited
+//! - `fluentd-write-timeout`: Go duration; a write that makes no progress for that long (or an
+//!   ack that takes longer) drops the connection and resends on a new one. Default none; with ack on, acks are awaited
 //!   at most [`DEFAULT_ACK_TIMEOUT`].
 //! - `fluentd-async-reconnect-interval`: validated as dockerd does (0 or 100 ms..10 s); unused
 //!   (Scribe reconnects when a send fails, on the retry schedule).
