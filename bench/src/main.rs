@@ -165,7 +165,11 @@ fn run_in(cfg: &Config, work: &Path, began: Instant) -> Result<()> {
     let scribe_toml = work.join("scribe.toml");
     std::fs::write(
         &scribe_toml,
-        format!("# scribe-bench\nLogRoot = \"{}\"\n", log_root.display()),
+        format!(
+            "# scribe-bench\nLogRoot = \"{}\"\nAllowedLogDrivers = [\"json-file\", \"local\", \"none\", \"fluentd\"]\n[LogOpts]\nfluentd-address = \"unix://{}\"\n",
+            log_root.display(),
+            relay::fluentd_socket(work).display()
+        ),
     )
     .with_context(|| format!("writing {}", scribe_toml.display()))?;
 
@@ -417,6 +421,20 @@ fn goals(r: &Report, cfg: &Config) -> Vec<Goal> {
         Goal::check(
             "shim CPU <= 1 s/GiB, local (100-byte lines)",
             r.value("cpu.lines.local", "scribe"),
+            1.0,
+            Better::Lower,
+            "s/GiB",
+        ),
+        Goal::check(
+            "fluentd >= 300 MB/s of 100-byte lines into the receiver",
+            r.value("relay.lines.fluentd", "scribe"),
+            300.0,
+            Better::Higher,
+            "MB/s",
+        ),
+        Goal::check(
+            "shim CPU <= 1 s/GiB, fluentd (100-byte lines)",
+            r.value("cpu.lines.fluentd", "scribe"),
             1.0,
             Better::Lower,
             "s/GiB",

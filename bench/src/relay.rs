@@ -39,7 +39,9 @@ fn run_timeout(mib: u64) -> Duration {
 /// Cases a runtime cannot do, and why (instead of waiting for a run that never finishes).
 fn unsupported(rt: &str, case: &Case) -> Option<&'static str> {
     match (rt, case.dest) {
-        (_, Dest::JsonFile | Dest::JsonFileAttached | Dest::Local) if rt != "scribe" => {
+        (_, Dest::JsonFile | Dest::JsonFileAttached | Dest::Local | Dest::Fluentd)
+            if rt != "scribe" =>
+        {
             Some("log drivers are Scribe's own")
         }
         ("rust", Dest::File) => Some(
@@ -62,6 +64,9 @@ enum Dest {
     JsonFile,
     /// The json-file driver and an attached reader at once.
     JsonFileAttached,
+    /// The fluentd driver into a forward-protocol receiver on a unix socket (the dual-logging
+    /// cache off, so the row is fluentd's own cost).
+    Fluentd,
     /// Docker's `local` driver.
     Local,
 }
@@ -83,6 +88,7 @@ impl Case {
             (Producer::Lines, Dest::JsonFile) => "relay.lines.json",
             (_, Dest::JsonFileAttached) => "relay.lines.json_attached",
             (_, Dest::Local) => "relay.lines.local",
+            (_, Dest::Fluentd) => "relay.lines.fluentd",
         }
     }
     fn cpu_id(&self) -> &'static str {
@@ -95,6 +101,7 @@ impl Case {
             (Producer::Lines, Dest::JsonFile) => "cpu.lines.json",
             (_, Dest::JsonFileAttached) => "cpu.lines.json_attached",
             (_, Dest::Local) => "cpu.lines.local",
+            (_, Dest::Fluentd) => "cpu.lines.fluentd",
         }
     }
     fn label(&self) -> String {
@@ -108,6 +115,7 @@ impl Case {
             Dest::JsonFile => "json-file",
             Dest::JsonFileAttached => "json-file + attached reader",
             Dest::Local => "local",
+            Dest::Fluentd => "fluentd",
         };
         format!("{p} -> {d}")
     }
@@ -188,6 +196,10 @@ pub fn run(ctx: &Ctx, notes: &mut Vec<String>) -> Result<Vec<Row>> {
             producer: Producer::Lines,
             dest: Dest::Local,
         });
+        cases.push(Case {
+            producer: Producer::Lines,
+            dest: Dest::Fluentd,
+        });
     }
     let lines_file = ctx.work.join("data/lines");
     eprintln!(
@@ -230,7 +242,7 @@ pub fn run(ctx: &Ctx, notes: &mut Vec<String>) -> Result<Vec<Row>> {
                     if rep == 0
                         && !matches!(
                             case.dest,
-                            Dest::JsonFile | Dest::JsonFileAttached | Dest::Local
+                            Dest::JsonFile | Dest::JsonFileAttached | Dest::Local | Dest::Fluentd
                         )
                     {
                         notes.push(format!(
@@ -268,7 +280,7 @@ pub fn run(ctx: &Ctx, notes: &mut Vec<String>) -> Result<Vec<Row>> {
                         let path = out_dir.join(format!("{id}.log"));
                         opts.push("--log-uri".into());
                         opts.push(format!("file://{}", path.display()));
-                        let r = to_file(ctx, rt, &id, &opts, &cmd, &path, expect, None);
+                        let r = to_file(ctx, rt, &id, &opts, &cmd, &path, expect, None, None);
                         let _ = std::fs::remove_file(&path);
                         r
                     }
@@ -278,7 +290,27 @@ pub fn run(ctx: &Ctx, notes: &mut Vec<String>) -> Result<Vec<Row>> {
                         opts.push("--null-io".into());
                         opts.push("--annotation".into());
                         opts.push("io.scribe.log.driver=json-file".into());
-                        let r = to_file(ctx, rt, &id, &opts, &cmd, &path, expect, Some(expect));
+                        let r =
+                            to_file(ctx, rt, &id, &opts, &cmd, &path, expect, Some(expect), None);
+                        let _ = std::fs::remove_dir_all(&dir);
+                        r
+                    }
+                    Dest::Fluentd => {
+                        let dir = ctx.log_root.join(ctx.c.namespace()).join(&id);
+                        let sock = fluentd_socket(&ctx.work);
+                        let rx = scribe_e2e::fluentd::CountingReceiver::unix(sock.clone())
+                            .with_context(|| format!("listening on {}", sock.display()))?;
+                        opts.push("--null-io".into());
+                        for a in [
+                            "io.scribe.log.driver=fluentd",
+                            "io.scribe.log.cache-disabled=true",
+                        ] {
+                            opts.push("--annotation".into());
+                            opts.push(a.into());
+                        }
+                        let probe = || rx.records() * LINE_LEN as u64;
+                        let r =
+                            to_file(ctx, rt, &id, &opts, &cmd, &sock, expect, None, Some(&probe));
                         let _ = std::fs::remove_dir_all(&dir);
                         r
                     }
@@ -296,7 +328,8 @@ pub fn run(ctx: &Ctx, notes: &mut Vec<String>) -> Result<Vec<Row>> {
                             opts.push("--annotation".into());
                             opts.push(a.into());
                         }
-                        let r = to_file(ctx, rt, &id, &opts, &cmd, &path, expect, Some(expect));
+                        let r =
+                            to_file(ctx, rt, &id, &opts, &cmd, &path, expect, Some(expect), None);
                         let _ = std::fs::remove_dir_all(&dir);
                         r
                     }
@@ -360,6 +393,9 @@ pub fn run(ctx: &Ctx, notes: &mut Vec<String>) -> Result<Vec<Row>> {
         }
         if matches!(case.dest, Dest::JsonFile | Dest::Local) {
             tp.note("MB/s of input lines; Scribe only");
+        }
+        if case.dest == Dest::Fluentd {
+            tp.note("MB/s of input lines counted at a forward-protocol receiver (unix socket); Scribe only");
         }
         if case.dest == Dest::JsonFileAttached {
             tp.note("timed at the attached reader; every line also framed into json-file");
@@ -577,7 +613,8 @@ fn host_pipe(cmd: &[String], expect: u64, mib: u64) -> Result<f64> {
 
 /// A destination file (`file://`, json-file): its size is polled every 2 ms.
 /// `input` is the number of container-output bytes the final file represents when it differs
-/// from the file's size (json-file); throughput and CPU are then per input byte.
+/// from the file's size (json-file); throughput and CPU are then per input byte. `probe`, when
+/// given, replaces the file's size (fluentd: the bytes of the records a receiver counted).
 #[allow(clippy::too_many_arguments)]
 fn to_file(
     ctx: &Ctx,
@@ -588,6 +625,7 @@ fn to_file(
     path: &PathBuf,
     expect: u64,
     input: Option<u64>,
+    probe: Option<&dyn Fn() -> u64>,
 ) -> Result<Sample> {
     let o: Vec<&str> = opts.iter().map(String::as_str).collect();
     let c: Vec<&str> = cmd.iter().map(String::as_str).collect();
@@ -617,7 +655,10 @@ fn to_file(
                 shim = p;
             }
         }
-        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let size = match probe {
+            Some(p) => p(),
+            None => std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+        };
         let now = Instant::now();
         if size != last_size {
             last_size = size;
@@ -693,4 +734,9 @@ fn to_file(
         mb_per_s,
         cpu_s_per_gib: cpu,
     })
+}
+
+/// The unix socket the fluentd case's receiver listens on (the options TOML allows it).
+pub fn fluentd_socket(work: &Path) -> PathBuf {
+    work.join("fluentd.sock")
 }

@@ -29,6 +29,7 @@ pub mod cri;
 pub mod cri_client;
 pub mod dockerd;
 pub mod events;
+pub mod fluentd;
 pub mod procs;
 pub mod records;
 pub mod tasks_api;

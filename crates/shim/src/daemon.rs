@@ -59,6 +59,9 @@ fn adjust_oom_score() {
     }
 }
 
+/// How long an exiting shim waits for its network log drivers to deliver what they queued.
+const DRIVER_GRACE: Duration = Duration::from_secs(5);
+
 /// Runs the daemon until containerd shuts it down.
 pub fn run(flags: &Flags) -> Result<(), String> {
     let bundle = crate::start::bundle_dir(flags)?;
@@ -133,6 +136,12 @@ async fn serve(flags: &Flags) -> Result<(), String> {
         if let Err(e) = std::fs::remove_file(&path) {
             log::warn!("removing shim socket {path}: {e}");
         }
+    }
+    // Network drivers (fluentd) may still hold output of removed containers (fluentd was away):
+    // give them a bounded time, then count and report what is left.
+    let senders = scribe_io::drivers::fluentd::all_finished();
+    if tokio::time::timeout(DRIVER_GRACE, senders).await.is_err() {
+        scribe_io::drivers::fluentd::abandon_all("the shim is exiting");
     }
     Ok(())
 }

@@ -207,9 +207,7 @@ mod tests {
         s.log_opts.insert("max-file".into(), "3".into());
         s.log_opts.insert("max-size".into(), "1m".into());
         let c = resolve(&s, &spec(&[("io.scribe.log.max-size", "2k")])).unwrap();
-        #[allow(irrefutable_let_patterns)] // until a second built-in driver exists
-        let registry::DriverConfig::JsonFile(j) = &c.drivers[0].config
-        else {
+        let registry::DriverConfig::JsonFile(j) = &c.drivers[0].config else {
             panic!("{:?}", c.drivers);
         };
         assert_eq!(j.max_size, Some(2000));
@@ -242,6 +240,56 @@ mod tests {
         assert!(e.contains("max-size"), "{e}");
         let e = resolve(&s, &spec(&[("io.scribe.container-log", "yes")])).unwrap_err();
         assert!(e.contains("io.scribe.container-log"), "{e}");
+    }
+
+    #[test]
+    fn fluentd_addresses_only_as_the_admin_allows() {
+        let mut s = Settings::defaults("ns");
+        s.allowed_log_drivers.push("fluentd".into());
+        let choose = ("io.scribe.log.driver", "json-file,fluentd");
+        // Not listed: refused, naming the annotation and the option that would allow it.
+        let e = resolve(
+            &s,
+            &spec(&[
+                choose,
+                (
+                    "io.scribe.log.fluentd-address",
+                    "unix:///run/containerd/containerd.sock",
+                ),
+            ]),
+        )
+        .unwrap_err();
+        assert!(e.contains("io.scribe.log.fluentd-address"), "{e}");
+        assert!(e.contains("AllowedLogAddresses"), "{e}");
+        // The default address is an address too: an annotation choosing fluentd without one
+        // reaches 127.0.0.1:24224 only if the admin listed it.
+        let e = resolve(&s, &spec(&[choose])).unwrap_err();
+        assert!(e.contains("tcp://127.0.0.1:24224"), "{e}");
+        s.allowed_log_addresses.push("tcp://127.0.0.1:24224".into());
+        let c = resolve(&s, &spec(&[choose])).unwrap();
+        assert_eq!(c.drivers[1].name(), "fluentd");
+        // The admin's own LogOpts address is always usable.
+        let mut s = Settings::defaults("ns");
+        s.log_driver = "fluentd".into();
+        s.log_opts
+            .insert("fluentd-address".into(), "unix:///run/f.sock".into());
+        let c = resolve(&s, &SpecInfo::default()).unwrap();
+        let registry::DriverConfig::Fluentd(f) = &c.drivers[0].config else {
+            panic!("{:?}", c.drivers);
+        };
+        assert_eq!(f.address.to_string(), "unix:///run/f.sock");
+        assert!(resolve(
+            &s,
+            &spec(&[("io.scribe.log.fluentd-address", "unix:///run/f.sock")])
+        )
+        .is_ok());
+        // Bad values name the option.
+        let e = resolve(&s, &spec(&[("io.scribe.log.fluentd-buffer-limit", "-1")])).unwrap_err();
+        assert!(e.contains("fluentd-buffer-limit"), "{e}");
+        s.log_opts
+            .insert("fluentd-address".into(), "tcp://host:port".into());
+        let e = resolve(&s, &SpecInfo::default()).unwrap_err();
+        assert!(e.contains("fluentd-address"), "{e}");
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! back-pressure on this container only) or, per its [`Mode`], drops and counts them.
 
 pub mod feed;
+pub mod fluentd;
 pub mod json_file;
 pub mod local;
 pub mod mode;

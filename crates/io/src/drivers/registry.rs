@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::fluentd::{self, FluentdLog, FluentdOptions};
 use super::json_file::JsonLog;
 use super::local::{self, CacheOptions, LocalOptions, CACHE_KEYS};
 use super::{LogDriver, Mode, OpenContext, MODE_KEYS};
@@ -15,7 +16,7 @@ use crate::framing::DEFAULT_MAX_LINE;
 use crate::jsonfile::{self, JsonFileOptions, JsonFileWriter};
 
 /// The names of the built-in drivers (`none` turns logging off and cannot be combined).
-pub const BUILT_IN: &[&str] = &["json-file", "local"];
+pub const BUILT_IN: &[&str] = &["json-file", "local", "fluentd"];
 
 /// Options whose value makes the shim reach a host resource (a socket, a network address): an
 /// annotation may only give values the node's admin allowed.
@@ -24,8 +25,10 @@ pub const ADDRESS_KEYS: &[&str] = &["fluentd-address"];
 /// The address a driver reaches when no option names one, by option key (an annotation that
 /// chooses the driver must be allowed that address too).
 pub fn default_addresses(name: &str) -> &'static [(&'static str, &'static str)] {
-    let _ = name;
-    &[]
+    match name {
+        "fluentd" => &[("fluentd-address", fluentd::DEFAULT_ADDRESS)],
+        _ => &[],
+    }
 }
 
 /// One chosen driver with its own options.
@@ -35,6 +38,8 @@ pub enum DriverConfig {
     JsonFile(JsonFileOptions),
     /// Docker's `local`.
     Local(LocalOptions),
+    /// Docker's `fluentd`.
+    Fluentd(FluentdOptions),
 }
 
 /// A chosen driver, its options and its mode.
@@ -51,6 +56,7 @@ pub fn option_keys(name: &str) -> Option<&'static [&'static str]> {
     match name {
         "json-file" => Some(&jsonfile::OPTION_KEYS),
         "local" => Some(&local::OPTION_KEYS),
+        "fluentd" => Some(&fluentd::OPTION_KEYS),
         _ => None,
     }
 }
@@ -149,6 +155,9 @@ pub fn resolve(
                     JsonFileOptions::from_pairs(own).map_err(|e| e.to_string())?,
                 ),
                 "local" => DriverConfig::Local(LocalOptions::from_opts(opts, "")?),
+                "fluentd" => DriverConfig::Fluentd(
+                    FluentdOptions::from_pairs(own).map_err(|e| e.to_string())?,
+                ),
                 other => return Err(format!("unknown log driver {other:?}")),
             };
             Ok(Chosen { config, mode })
@@ -162,6 +171,7 @@ impl Chosen {
         match self.config {
             DriverConfig::JsonFile(_) => super::json_file::NAME,
             DriverConfig::Local(_) => local::NAME,
+            DriverConfig::Fluentd(_) => fluentd::NAME,
         }
     }
 
@@ -185,6 +195,12 @@ impl Chosen {
                 Ok(Arc::new(log))
             }
             DriverConfig::Local(opts) => local::open(opts, self.mode, ctx),
+            DriverConfig::Fluentd(opts) => {
+                let [ns, id] = ctx.subdirs;
+                let log = FluentdLog::open(opts, self.mode, ctx)
+                    .map_err(|e| format!("fluentd driver of {ns}/{id}: {e}"))?;
+                Ok(Arc::new(log))
+            }
         }
     }
 }
