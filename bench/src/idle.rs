@@ -86,6 +86,9 @@ fn start_and_measure(
             notes.push(format!("idle: {k}: starting a container failed: {e}"));
         }
     }
+    // Scribe only: idle shims whose fluentd driver is connected to a receiver (the goal is that
+    // they cost what a plain idle shim costs: one thread, a parked task and a socket).
+    let (fluent_rx, fluent_ids) = start_fluentd_idle(ctx, all_ids, notes)?;
     std::thread::sleep(SETTLE);
 
     // Which shim serves which container (the process listening on the bundle's socket).
@@ -110,10 +113,18 @@ fn start_and_measure(
             }
         }
     }
+    let mut fluent_pids = Vec::new();
+    for id in &fluent_ids {
+        match ctx.c.shim_pid(id) {
+            Some(pid) => fluent_pids.push(pid),
+            None => notes.push(format!("idle: fluentd: no shim process found for {id}")),
+        }
+    }
     let every: BTreeSet<i32> = singles
         .values()
         .flatten()
         .chain(pods.values().flatten())
+        .chain(fluent_pids.iter())
         .copied()
         .collect();
 
@@ -237,5 +248,93 @@ fn start_and_measure(
         }
     }
     rows[3].decimals = 1;
+    if let Some(rx) = fluent_rx {
+        rows.extend(fluentd_rows(
+            &fluent_pids,
+            &cpu_ms,
+            rx.connections(),
+            cfg.idle_cpu_secs,
+        ));
+    }
     Ok(rows)
+}
+
+/// Starts `cfg.idle` sleeping Scribe containers with `io.scribe.log.driver=fluentd` (the bench's
+/// options TOML sets `fluentd-address` to a unix socket in the work directory) and the
+/// forward-protocol receiver they connect to. None when Scribe is not among the runtimes.
+fn start_fluentd_idle(
+    ctx: &Ctx,
+    all_ids: &mut Vec<String>,
+    notes: &mut Vec<String>,
+) -> Result<(Option<scribe_e2e::fluentd::Receiver>, Vec<String>)> {
+    let Some(rt) = ctx.runtimes.iter().find(|r| r.key == "scribe") else {
+        return Ok((None, Vec::new()));
+    };
+    let sock = crate::relay::fluentd_socket(&ctx.work);
+    let _ = std::fs::remove_file(&sock);
+    let rx = scribe_e2e::fluentd::Receiver::unix(sock);
+    let mut ids = Vec::new();
+    for i in 0..ctx.cfg.idle {
+        crate::check_interrupt()?;
+        let id = format!("idle-fluentd-{i}");
+        all_ids.push(id.clone());
+        let args = ctx.run_args(
+            rt,
+            &["-d", "--annotation", "io.scribe.log.driver=fluentd"],
+            &id,
+            &["sleep", "1000000"],
+        );
+        match ctx.ctr.run(&args, ctx.ctr_timeout()) {
+            Ok(_) => ids.push(id),
+            Err(e) => {
+                notes.push(format!("idle: fluentd: starting {id} failed: {e:#}"));
+                break;
+            }
+        }
+    }
+    Ok((Some(rx), ids))
+}
+
+/// Rows of the idle shims with a connected fluentd driver (Scribe's column only).
+fn fluentd_rows(
+    pids: &[i32],
+    cpu_ms: &BTreeMap<i32, f64>,
+    connections: u64,
+    cpu_secs: u64,
+) -> Vec<Row> {
+    let mut uss = Row::new(
+        "idle.fluentd.uss",
+        "idle shim with fluentd connected: USS (median)",
+        "KiB",
+    );
+    let mut thr = Row::new(
+        "idle.fluentd.threads",
+        "idle shim with fluentd connected: threads (median)",
+        "",
+    );
+    let mut cpu = Row::new(
+        "idle.fluentd.cpu.max",
+        &format!("idle shim with fluentd connected: CPU over {cpu_secs} s (max)"),
+        "ms",
+    );
+    let mems: Vec<f64> = pids
+        .iter()
+        .filter_map(|p| procfs::mem(*p).ok())
+        .map(|m| m.uss_kib as f64)
+        .collect();
+    let threads: Vec<f64> = pids
+        .iter()
+        .filter_map(|p| procfs::threads(*p).ok())
+        .map(|t| t as f64)
+        .collect();
+    let cpus: Vec<f64> = pids.iter().filter_map(|p| cpu_ms.get(p).copied()).collect();
+    uss.set("scribe", median(&mems));
+    thr.set("scribe", median(&threads));
+    cpu.set("scribe", cpus.iter().copied().reduce(f64::max));
+    thr.decimals = 1;
+    uss.note(format!(
+        "{} shims, {connections} connections accepted by the receiver (dual-logging cache on, the default)",
+        pids.len()
+    ));
+    vec![uss, thr, cpu]
 }

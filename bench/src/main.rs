@@ -346,6 +346,20 @@ fn goals(r: &Report, cfg: &Config) -> Vec<Goal> {
             "",
         ),
         Goal::check(
+            "USS per idle shim with fluentd connected <= 0.4 MB (390.6 KiB)",
+            r.value("idle.fluentd.uss", "scribe"),
+            kib(0.4),
+            Better::Lower,
+            "KiB",
+        ),
+        Goal::check(
+            "threads per idle shim with fluentd connected = 1",
+            r.value("idle.fluentd.threads", "scribe"),
+            1.0,
+            Better::Lower,
+            "",
+        ),
+        Goal::check(
             &format!(
                 "idle CPU 0 ms over {} s (busiest idle shim)",
                 cfg.idle_cpu_secs
