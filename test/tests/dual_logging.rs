@@ -105,7 +105,7 @@ fn assert_fluentd_got(rx: &Receiver, id: &str, n: usize) {
 }
 
 #[test]
-fn fluentd_only_container_has_a_cache_that_scribe_logs_reads() {
+fn dual_logging_fluentd_only_container_has_a_cache_that_scribe_logs_reads() {
     let c = Containerd::start();
     let rx = Receiver::tcp();
     let logs = log_setup(&c, "only", &rx.address(), "");
@@ -151,7 +151,7 @@ fn fluentd_only_container_has_a_cache_that_scribe_logs_reads() {
 }
 
 #[test]
-fn cache_disabled_leaves_no_cache_and_fluentd_gets_every_line() {
+fn dual_logging_cache_disabled_leaves_no_cache_and_fluentd_gets_every_line() {
     let c = Containerd::start();
     let rx = Receiver::tcp();
     // The cache goes under JsonFileRoot when set: a root of its own shows whether anything was
@@ -315,17 +315,17 @@ fn bounded(compress: bool) {
 }
 
 #[test]
-fn cache_max_size_and_max_file_bound_the_cache_compressed() {
+fn dual_logging_cache_max_size_and_max_file_bound_the_cache_compressed() {
     bounded(true);
 }
 
 #[test]
-fn cache_max_size_and_max_file_bound_the_cache_uncompressed() {
+fn dual_logging_cache_max_size_and_max_file_bound_the_cache_uncompressed() {
     bounded(false);
 }
 
 #[test]
-fn fluentd_down_the_cache_has_every_line() {
+fn dual_logging_fluentd_down_the_cache_has_every_line() {
     let c = Containerd::start();
     let mut rx = Receiver::new(Receiver::free_tcp_address());
     let logs = log_setup(
