@@ -659,6 +659,33 @@ fn count_frames(mut s: UnixStream, count: &AtomicU64, stop: &AtomicBool) {
     }
 }
 
+/// The runtime options TOML of a fluentd test: fluentd allowed to annotations (beside json-file
+/// and local), its address set by the admin (`[LogOpts] fluentd-address`), then `extra_opts`
+/// (more `[LogOpts]` lines).
+pub fn log_setup(
+    c: &crate::Containerd,
+    name: &str,
+    address: &str,
+    extra_opts: &str,
+) -> crate::records::LogSetup {
+    crate::records::LogSetup::new(
+        c,
+        name,
+        &format!(
+            "AllowedLogDrivers = [\"json-file\", \"local\", \"fluentd\"]\n[LogOpts]\nfluentd-address = \"{address}\"\n{extra_opts}"
+        ),
+    )
+}
+
+/// The `log` fields of container `id`'s records from `source`, in arrival order.
+pub fn lines_of<'a>(records: &'a [FluentRecord], id: &str, source: &str) -> Vec<&'a str> {
+    records
+        .iter()
+        .filter(|r| r.get("container_id") == Some(id) && r.get("source") == Some(source))
+        .map(|r| r.get("log").unwrap_or(""))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,8 +30,10 @@ pub mod cri_client;
 pub mod dockerd;
 pub mod events;
 pub mod fluentd;
+pub mod localfiles;
 pub mod procs;
 pub mod records;
+pub mod scribe_cli;
 pub mod tasks_api;
 pub mod tmpfs;
 

@@ -12,20 +12,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use scribe_e2e::fluentd::{FluentRecord, FluentTime, Receiver};
+use scribe_e2e::fluentd::{lines_of, log_setup as setup, FluentRecord, FluentTime, Receiver};
 use scribe_e2e::records::{env_usize, stream_text, LogSetup};
 use scribe_e2e::*;
-
-/// The options TOML: fluentd allowed to annotations, its address set by the admin.
-fn setup(c: &Containerd, name: &str, address: &str, extra_opts: &str) -> LogSetup {
-    LogSetup::new(
-        c,
-        name,
-        &format!(
-            "AllowedLogDrivers = [\"json-file\", \"local\", \"fluentd\"]\n[LogOpts]\nfluentd-address = \"{address}\"\n{extra_opts}"
-        ),
-    )
-}
 
 /// `ctr run --rm` args with the given annotations, then the image, id and command.
 fn run_args<'a>(logs: &'a LogSetup, annotations: &'a [String], rest: &[&'a str]) -> Vec<&'a str> {
@@ -42,15 +31,6 @@ fn annotations(pairs: &[(&str, &str)]) -> Vec<String> {
     pairs
         .iter()
         .map(|(k, v)| format!("io.scribe.log.{k}={v}"))
-        .collect()
-}
-
-/// The `log` fields of `id`'s records from `source`, in arrival order.
-fn lines_of<'a>(records: &'a [FluentRecord], id: &str, source: &str) -> Vec<&'a str> {
-    records
-        .iter()
-        .filter(|r| r.get("container_id") == Some(id) && r.get("source") == Some(source))
-        .map(|r| r.get("log").unwrap_or(""))
         .collect()
 }
 

@@ -7,6 +7,7 @@
 //! `scribe` binary (default: next to the shim, where `make build` puts it).
 
 use scribe_e2e::records::{json_log_files, stream_text, LogSetup};
+use scribe_e2e::scribe_cli::{scribe_bin, scribe_logs as scribe};
 use scribe_e2e::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -89,39 +90,6 @@ fn lines_wanted() -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(60_000)
-}
-
-fn scribe_bin() -> PathBuf {
-    let bin = std::env::var_os("SCRIBE_CLI_BIN")
-        .filter(|s| !s.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| shim_bin().with_file_name("scribe"));
-    assert!(
-        bin.is_file(),
-        "{} is missing: run `make build` (or set SCRIBE_CLI_BIN)",
-        bin.display()
-    );
-    bin
-}
-
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-fn scribe(c: &Containerd, logs: &LogSetup, args: &[&str]) -> Out {
-    let root = logs.root.to_str().expect("utf-8");
-    let o = Command::new(scribe_bin())
-        .args(["logs", "-n", c.namespace(), "--log-root", root])
-        .args(args)
-        .output()
-        .expect("run scribe");
-    Out {
-        code: o.status.code(),
-        stdout: String::from_utf8(o.stdout).expect("utf-8 stdout"),
-        stderr: String::from_utf8(o.stderr).expect("utf-8 stderr"),
-    }
 }
 
 /// What the files hold: every stdout entry's text in file order, and each entry's text and
