@@ -162,43 +162,41 @@ impl Receiver {
                 let _ = std::fs::remove_file(&p);
                 let l = retry_bind(|| UnixListener::bind(&p));
                 l.set_nonblocking(true).expect("nonblocking listener");
-                self.inner.stop.store(false, Ordering::SeqCst);
-                let inner = self.inner.clone();
-                let t = std::thread::spawn(move || loop {
-                    if inner.stop.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    match l.accept() {
-                        Ok((s, _)) => {
-                            let _ = s.set_nonblocking(false);
-                            let c = s.try_clone().expect("clone unix stream");
-                            inner.conns.lock().unwrap().push(Conn::Unix(c));
-                            inner.accepted.fetch_add(1, Ordering::SeqCst);
-                            let inner = inner.clone();
-                            std::thread::spawn(move || serve(inner, s));
-                        }
-                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                    }
+                self.serve(move || {
+                    let (s, _) = l.accept()?;
+                    s.set_nonblocking(false)?;
+                    let c = s.try_clone()?;
+                    Ok((Conn::Unix(c), Box::new(s) as Box<dyn ReadWrite>))
                 });
-                self.threads.push(t);
-                self.running = true;
             }
         }
     }
 
     fn serve_tcp(&mut self, l: TcpListener) {
         l.set_nonblocking(true).expect("nonblocking listener");
+        self.serve(move || {
+            let (s, _) = l.accept()?;
+            s.set_nonblocking(false)?;
+            let c = s.try_clone()?;
+            Ok((Conn::Tcp(c), Box::new(s) as Box<dyn ReadWrite>))
+        });
+    }
+
+    /// Runs the accept loop: `accept` gives a connection (its handle for stop, and the stream
+    /// served on a thread of its own) or WouldBlock.
+    fn serve(
+        &mut self,
+        mut accept: impl FnMut() -> io::Result<(Conn, Box<dyn ReadWrite>)> + Send + 'static,
+    ) {
         self.inner.stop.store(false, Ordering::SeqCst);
         let inner = self.inner.clone();
         let t = std::thread::spawn(move || loop {
             if inner.stop.load(Ordering::SeqCst) {
                 return;
             }
-            match l.accept() {
-                Ok((s, _)) => {
-                    let _ = s.set_nonblocking(false);
-                    let c = s.try_clone().expect("clone tcp stream");
-                    inner.conns.lock().unwrap().push(Conn::Tcp(c));
+            match accept() {
+                Ok((c, s)) => {
+                    inner.conns.lock().unwrap().push(c);
                     inner.accepted.fetch_add(1, Ordering::SeqCst);
                     let inner = inner.clone();
                     std::thread::spawn(move || serve(inner, s));
@@ -304,6 +302,11 @@ fn retry_bind<T>(mut f: impl FnMut() -> io::Result<T>) -> T {
 }
 
 /// A connection: read, decode, check, ack.
+/// A connection's stream, whatever its socket family.
+trait ReadWrite: Read + Write + Send {}
+
+impl<T: Read + Write + Send> ReadWrite for T {}
+
 fn serve<S: Read + Write>(inner: Arc<Inner>, mut s: S) {
     let mut buf: Vec<u8> = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];

@@ -51,6 +51,26 @@ struct Rec {
     line: Vec<u8>,
 }
 
+/// The records the sources gained since the last call that pass the filters, oldest first.
+fn read_new(
+    a: &Args,
+    dir: &std::path::Path,
+    sources: &mut [Source],
+    warn: &mut dyn FnMut(String),
+) -> Result<Vec<Rec>, String> {
+    let mut batch = Vec::new();
+    for s in sources {
+        let path = dir.join(s.name).display().to_string();
+        for l in s.lines().map_err(|e| format!("{path}: {e}"))? {
+            if let Some(r) = keep(a, &path, &l, warn) {
+                batch.push(r);
+            }
+        }
+    }
+    batch.sort_by_key(|r| r.time);
+    Ok(batch)
+}
+
 fn keep(a: &Args, src: &str, line: &[u8], warn: &mut dyn FnMut(String)) -> Option<Rec> {
     let v: serde_json::Value = match serde_json::from_slice(line) {
         Ok(v) => v,
@@ -121,16 +141,7 @@ pub fn run(a: &Args) -> Result<(), String> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let mut warn = |m: String| eprintln!("scribe: {m}");
-    let mut batch = Vec::new();
-    for s in &mut sources {
-        let path = dir.join(s.name).display().to_string();
-        for l in s.lines().map_err(|e| format!("{path}: {e}"))? {
-            if let Some(r) = keep(a, &path, &l, &mut warn) {
-                batch.push(r);
-            }
-        }
-    }
-    batch.sort_by_key(|r| r.time);
+    let batch = read_new(a, &dir, &mut sources, &mut warn)?;
     let skip = a.tail.map_or(0, |n| batch.len().saturating_sub(n));
     for r in &batch[skip..] {
         out.write_all(&r.line)
@@ -144,16 +155,7 @@ pub fn run(a: &Args) -> Result<(), String> {
     let mut life = Lifecycle::new(&dir);
     let mut stopping = life.deleted();
     loop {
-        let mut batch = Vec::new();
-        for s in &mut sources {
-            let path = dir.join(s.name).display().to_string();
-            for l in s.lines().map_err(|e| format!("{path}: {e}"))? {
-                if let Some(r) = keep(a, &path, &l, &mut warn) {
-                    batch.push(r);
-                }
-            }
-        }
-        batch.sort_by_key(|r| r.time);
+        let batch = read_new(a, &dir, &mut sources, &mut warn)?;
         for r in &batch {
             if out
                 .write_all(&r.line)
