@@ -282,7 +282,8 @@ fn start_fluentd_idle(
             rt,
             &["-d", "--annotation", "io.scribe.log.driver=fluentd"],
             &id,
-            &["sleep", "1000000"],
+            // One line first: the driver connects when it has something to send.
+            &["sh", "-c", "echo idle; exec sleep 1000000"],
         );
         match ctx.ctr.run(&args, ctx.ctr_timeout()) {
             Ok(_) => ids.push(id),
