@@ -141,6 +141,16 @@ async fn serve_one(l: &TcpListener, ack: usize, until: usize, got: &mut Vec<Stri
     }
 }
 
+/// A port of 127.0.0.1 nothing listens on (bound, then closed): fluentd is down there.
+async fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 fn expected(from: usize, to: usize) -> Vec<String> {
     (from..to).map(|i| format!("line {i}")).collect()
 }
@@ -149,12 +159,7 @@ fn expected(from: usize, to: usize) -> Vec<String> {
 fn fluentd_down_at_start_then_delivered() {
     rt().block_on(async {
         // Reserve a port, then close it: fluentd is down.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port().await;
         let addr = format!("tcp://127.0.0.1:{port}");
         let rep = Arc::new(Collect::default());
         let d = open(
@@ -221,12 +226,7 @@ fn unacknowledged_batches_are_resent() {
 #[test]
 fn full_queue_drops_count_and_report() {
     rt().block_on(async {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port().await;
         let addr = format!("tcp://127.0.0.1:{port}");
         let rep = Arc::new(Collect::default());
         let d = open(
