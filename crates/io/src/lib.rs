@@ -33,6 +33,8 @@ pub mod jsonfile;
 pub mod localfmt;
 mod percent;
 #[warn(missing_docs)]
+pub mod plugin;
+#[warn(missing_docs)]
 pub mod reader;
 #[warn(missing_docs)]
 pub mod relay;

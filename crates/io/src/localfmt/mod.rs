@@ -206,6 +206,12 @@ pub fn encode_record(entry: &EntryRef<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(&size.to_be_bytes());
 }
 
+/// Appends the protobuf `LogEntry` of `entry` alone (no size fields) to `out`: the plugin
+/// protocol's frames put only a leading size around it.
+pub fn encode_entry(entry: &EntryRef<'_>, out: &mut Vec<u8>) {
+    wire::encode_entry(entry, out);
+}
+
 /// Decodes one protobuf `LogEntry` (no size fields), borrowing from `buf`.
 pub fn decode_entry(buf: &[u8]) -> Result<EntryRef<'_>, FormatError> {
     wire::decode_entry(buf)
