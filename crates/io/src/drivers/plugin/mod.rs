@@ -123,10 +123,13 @@ pub(crate) struct Shared {
 /// A queued frame: its length and its message's bytes.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FrameInfo {
+    /// Bytes of the frame (size field included).
     pub len: u32,
+    /// Bytes of the message in it (what a drop counts).
     pub payload: u32,
 }
 
+/// What the driver's `log` and its task share, under one mutex.
 #[derive(Default)]
 pub(crate) struct State {
     /// Encoded frames not yet taken by the task.
@@ -150,10 +153,12 @@ pub(crate) struct State {
 }
 
 impl Shared {
+    /// The state (a panic elsewhere never makes it unusable: counting goes on).
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Logs `report` in the shim's log and hands it to the reporter (`runtime.log`).
     pub(crate) fn emit(&self, report: JsonFileReport) {
         let (n, t) = (&self.name, self.lock().target.clone());
         match &report {
@@ -256,6 +261,7 @@ impl Shared {
         }
     }
 
+    /// Where the plugin was found (the reports' target).
     pub(crate) fn set_target(&self, target: String) {
         self.lock().target = target;
     }
