@@ -43,6 +43,8 @@ pub struct Fifo {
 pub struct FifoDir {
     dir: SafeDir,
     parent: SafeDir,
+    top: SafeDir,
+    ns: String,
     id: String,
 }
 
@@ -50,14 +52,25 @@ impl FifoDir {
     /// Creates (or opens) `<root>/<ns>/<id>` mode 0700, no link followed below `root`.
     pub fn create(root: &Path, ns: &str, id: &str) -> Result<FifoDir, String> {
         let top = SafeDir::open_root(root, true, 0o700).map_err(|e| e.to_string())?;
-        let parent = top.create_dir_all([ns], 0o700).map_err(|e| e.to_string())?;
-        let dir = parent.create_dir(id, 0o700).map_err(|e| e.to_string())?;
+        // The namespace's directory goes when its last container's does (see `remove`): one
+        // removed just after it was opened here is made again.
+        let mut tries = 0;
+        let (parent, dir) = loop {
+            let parent = top.create_dir_all([ns], 0o700).map_err(|e| e.to_string())?;
+            match parent.create_dir(id, 0o700) {
+                Ok(dir) => break (parent, dir),
+                Err(e) if e.is_not_found() && tries < 3 => tries += 1,
+                Err(e) => return Err(e.to_string()),
+            }
+        };
         // mkdirat leaves an existing directory's mode alone (and the umask applies): insist.
         nix::sys::stat::fchmod(dir.as_fd().as_raw_fd(), Mode::from_bits_truncate(0o700))
             .map_err(|e| format!("chmod {}: {e}", dir.path().display()))?;
         Ok(FifoDir {
             dir,
             parent,
+            top,
+            ns: ns.to_owned(),
             id: id.to_owned(),
         })
     }
@@ -103,11 +116,23 @@ impl FifoDir {
         self.dir.remove(name).map_err(|e| e.to_string())
     }
 
-    /// Removes the directory and anything left in it.
+    /// Removes the directory and anything left in it, then the namespace's directory if no
+    /// other container's is in it (`rmdir`: never anything of another container).
     pub fn remove(self) -> Result<(), String> {
         self.parent
             .remove_tree(&self.id, 1)
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        match nix::unistd::unlinkat(
+            Some(self.top.as_fd().as_raw_fd()),
+            self.ns.as_str(),
+            nix::unistd::UnlinkatFlags::RemoveDir,
+        ) {
+            Ok(()) | Err(nix::errno::Errno::ENOTEMPTY | nix::errno::Errno::ENOENT) => Ok(()),
+            Err(e) => Err(format!(
+                "rmdir {}: {e}",
+                self.top.path().join(&self.ns).display()
+            )),
+        }
     }
 }
 
@@ -315,8 +340,13 @@ mod tests {
             dir.remove_fifo(&fifo.name).unwrap();
         }
         let p = dir.path().to_path_buf();
+        let other = FifoDir::create(root.path(), "ns", "c2").unwrap();
         dir.remove().unwrap();
         assert!(!p.exists());
+        // The namespace's directory stays while another container's is in it, then goes.
+        assert!(root.path().join("ns/c2").exists());
+        other.remove().unwrap();
+        assert!(!root.path().join("ns").exists());
     }
 
     #[test]

@@ -414,6 +414,7 @@ async fn lines_partials_and_the_call_sequence() {
     // Nothing left: no FIFO, no directory.
     assert!(!s.fifo_root.join("ns/c1").exists());
     assert!(!s.fifo_root.join("ns/c2").exists());
+    assert!(!s.fifo_root.join("ns").exists());
     assert!(s.reports.0.lock().unwrap().is_empty());
     drop(seen);
     fake.kill();
