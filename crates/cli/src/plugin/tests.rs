@@ -292,20 +292,33 @@ fn local_driver_keeps_split_lines() {
         .0,
         200
     );
-    let log = readlogs::find_log(&d.path().join("logs"), "docker", "c4", Driver::Local).unwrap();
-    struct V(Vec<String>);
-    impl scribe_io::reader::Sink for V {
-        fn line(&mut self, e: &scribe_io::reader::Entry) -> std::io::Result<()> {
-            self.0.push(String::from_utf8_lossy(&e.line).into_owned());
-            Ok(())
-        }
-        fn warn(&mut self, m: &str) {
-            panic!("{m}")
-        }
-    }
-    let mut v = V(Vec::new());
-    scribe_io::reader::read(&log, &scribe_io::reader::Query::default(), &mut v).unwrap();
-    assert_eq!(v.0, ["abcd\n", "whole\n"]);
+    // The files hold Docker's `local` records: the pieces keep one id, their ordinals and
+    // the last flag.
+    let bytes = std::fs::read(d.path().join("logs/docker/c4/local-logs/container.log")).unwrap();
+    let entries: Vec<_> = scribe_io::localfmt::ForwardReader::new(&bytes[..])
+        .map(|e| e.unwrap())
+        .collect();
+    assert_eq!(entries.len(), 3);
+    let (a, b, c) = (&entries[0], &entries[1], &entries[2]);
+    assert_eq!(
+        (a.line.as_slice(), a.source.as_str()),
+        (&b"ab"[..], "stdout")
+    );
+    assert_eq!(b.line, b"cd");
+    let (ma, mb) = (
+        a.partial_meta.as_ref().unwrap(),
+        b.partial_meta.as_ref().unwrap(),
+    );
+    assert!(a.partial && b.partial);
+    assert_eq!((ma.ordinal, ma.last), (1, false));
+    assert_eq!((mb.ordinal, mb.last), (2, true));
+    assert_eq!(ma.id, mb.id);
+    assert_eq!(a.time_nano, 5);
+    assert_eq!(
+        (c.line.as_slice(), c.source.as_str()),
+        (&b"whole"[..], "stderr")
+    );
+    assert!(!c.partial && c.partial_meta.is_none());
 }
 
 /// The body of a chunked response.

@@ -70,9 +70,7 @@ impl Format {
                 };
                 let mut line = Vec::with_capacity(e.line.len() + 1);
                 line.extend_from_slice(e.line);
-                // The last piece of a split line ends it (dockerd's `local` reader adds the
-                // newline for it too).
-                if !e.partial || e.partial_meta.as_ref().is_some_and(|m| m.last) {
+                if !e.partial {
                     line.push(b'\n');
                 }
                 Ok(Entry {
