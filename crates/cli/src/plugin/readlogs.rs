@@ -45,6 +45,8 @@ pub fn translate(c: &ReadConfig) -> Result<Translated, String> {
             until: time("Until", &c.until)?,
             tail: usize::try_from(c.tail).ok(),
             stream: None,
+            // dockerd's json-file reader sends what is stored; `--tail` counts entries.
+            pieces: true,
         },
         follow: c.follow,
     })
