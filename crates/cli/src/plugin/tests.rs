@@ -336,3 +336,56 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
         b = &b[n + 2..];
     }
 }
+
+#[test]
+fn shutdown_finishes_every_session() {
+    // SIGTERM's path: each FIFO is read to its end, its log written and its records closed.
+    let d = tempfile::tempdir().unwrap();
+    let s = server(d.path(), Driver::JsonFile);
+    let mut writers = Vec::new();
+    for id in ["s1", "s2"] {
+        let fifo = d.path().join(format!("fifo-{id}"));
+        mkfifo(&fifo);
+        assert_eq!(
+            json(s.handle(&post(
+                "/LogDriver.StartLogging",
+                &start_body(&fifo, id, "{}")
+            )))
+            .0,
+            200
+        );
+        let mut w = writer(&fifo);
+        let mut data = Vec::new();
+        for i in 0..1000 {
+            data.extend(frame("stdout", i, format!("{id} {i}").as_bytes(), None));
+        }
+        w.write_all(&data).unwrap();
+        writers.push(w);
+    }
+    s.shutdown();
+    assert!(!s.is_logging("s1") && !s.is_logging("s2"));
+    for id in ["s1", "s2"] {
+        let log = std::fs::read_to_string(d.path().join(format!("logs/docker/{id}/{id}-json.log")))
+            .unwrap();
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines.len(), 1000, "{id}");
+        assert!(
+            lines[999].contains(&format!("\"{id} 999\\n\"")),
+            "{}",
+            lines[999]
+        );
+        let recs =
+            std::fs::read_to_string(d.path().join(format!("logs/docker/{id}/container.log")))
+                .unwrap();
+        assert_eq!(recs.lines().count(), 2, "{recs}");
+    }
+    // After shutdown no new session starts.
+    let fifo = d.path().join("late");
+    mkfifo(&fifo);
+    let (st, v) = json(s.handle(&post(
+        "/LogDriver.StartLogging",
+        &start_body(&fifo, "late", "{}"),
+    )));
+    assert_eq!(st, 500);
+    assert!(v["Err"].as_str().unwrap().contains("shutting down"));
+}
