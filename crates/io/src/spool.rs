@@ -8,8 +8,9 @@
 //! directory, opened through [`SafeDir`] (no link followed), and is removed once it is empty
 //! again or the relay ends.
 //!
-//! The spool moves bytes with `splice(2)` (pipe to file, file to FIFO) or one `pwrite(2)` of the
-//! relay's existing buffer: it costs no memory of its own, whatever its size. Its size is bounded
+//! The spool takes bytes with `splice(2)` (pipe to file) or one `pwrite(2)` of the relay's own
+//! buffer, and replays them through one buffer of its own (allocated when it first replays):
+//! its memory does not grow with its size. Its size is bounded
 //! by [`SpoolConfig::max_size`]; when full, the relay either stops reading the container's pipe
 //! (the default: the container blocks as on a full pipe) or, with `mode=non-blocking`, drops the
 //! oldest spooled bytes, counts them and reports them ([`DriverReporter`], component `spool`).
@@ -98,7 +99,12 @@ pub struct Spool {
     reporter: Option<Arc<dyn DriverReporter>>,
     /// What the reports name: the FIFO.
     target: String,
+    /// The one buffer replay copies through (allocated at the first replay).
+    buf: Option<Vec<u8>>,
 }
+
+/// Bytes replayed per step: the relay's own buffer size.
+const REPLAY_BUF: usize = 32 * 1024;
 
 impl std::fmt::Debug for Spool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -140,6 +146,7 @@ impl Spool {
             spooled: 0,
             reporter: cfg.reporter.clone(),
             target: target.to_string(),
+            buf: None,
         })
     }
 
@@ -244,33 +251,38 @@ impl Spool {
         }
     }
 
-    /// Replays the oldest spooled bytes into pipe `tx` (`splice(2)`, non-blocking); returns how
-    /// many moved. `WouldBlock`: `tx` is full.
+    /// Replays the oldest spooled bytes (up to `len`) into pipe `tx`, which must be
+    /// non-blocking; returns how many moved. `WouldBlock`: `tx` is full.
+    ///
+    /// A copy through the spool's one buffer, not `splice(2)`: a spliced page stays the file's
+    /// page while it sits in the FIFO, and the truncation or hole punching that frees the
+    /// spool's disk would take it from the reader (the kernel drops truncated pages from a
+    /// pipe).
     pub fn replay_to(&mut self, tx: &impl AsFd, len: usize) -> io::Result<usize> {
-        let len = len.min(self.len() as usize);
+        let len = len.min(self.len() as usize).min(REPLAY_BUF);
         if len == 0 {
             return Ok(0);
         }
-        let mut off = self.read;
-        loop {
-            match splice(
-                self.file.as_fd(),
-                Some(&mut off),
-                tx.as_fd(),
-                None,
-                len,
-                SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK,
-            ) {
-                Ok(n) => {
-                    self.read = off;
-                    self.after_read();
-                    return Ok(n);
-                }
+        let buf = self.buf.get_or_insert_with(|| vec![0u8; REPLAY_BUF]);
+        let got = loop {
+            match nix::sys::uio::pread(self.file.as_fd(), &mut buf[..len], self.read) {
+                Ok(0) => return Err(err("pread", &self.name, io::ErrorKind::UnexpectedEof)),
+                Ok(n) => break n,
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(err("pread", &self.name, e)),
+            }
+        };
+        let wrote = loop {
+            match nix::unistd::write(tx.as_fd(), &buf[..got]) {
+                Ok(n) => break n,
                 Err(Errno::EINTR) => {}
                 Err(Errno::EAGAIN) => return Err(io::ErrorKind::WouldBlock.into()),
-                Err(e) => return Err(err("splice to the FIFO", &self.name, e)),
+                Err(e) => return Err(err("write to the FIFO", &self.name, e)),
             }
-        }
+        };
+        self.read += wrote as i64;
+        self.after_read();
+        Ok(wrote)
     }
 
     /// After `read` moved: an empty spool starts over at offset 0; otherwise whole blocks
