@@ -443,13 +443,35 @@ async fn replay_step(
             ))
         }
     }
-    match spool.replay_to(tx, CHUNK) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-            let _ = tx.try_io(|| Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock)));
-            Ok(())
+    // As much as the FIFO takes now (bounded, so that the container's pipe is read too).
+    let mut moved = 0;
+    while moved < REPLAY_BURST && !spool.is_empty() {
+        match spool.replay_to(tx, CHUNK) {
+            Ok(n) => moved += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let _ = tx.try_io(|| Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock)));
+                break;
+            }
+            Err(e) => return Err(e),
         }
-        Err(e) => Err(e),
+    }
+    Ok(())
+}
+
+/// Bytes replayed per wake-up at most.
+const REPLAY_BURST: usize = 1024 * 1024;
+
+/// How long a full FIFO may keep the relay waiting before the output goes to the spool: a
+/// reader that is only a little slower than the container drains it well within this, and the
+/// bytes then take the zero-copy path; a reader that stopped costs the container at most this.
+const SPOOL_AFTER: Duration = Duration::from_millis(20);
+
+/// Waits up to [`SPOOL_AFTER`] for the full FIFO `tx` to take data again; false when it did
+/// not (its reader is not reading: spool).
+async fn fifo_drains_soon(tx: &pipe::Sender) -> io::Result<bool> {
+    match tokio::time::timeout(SPOOL_AFTER, tx.writable()).await {
+        Ok(r) => r.map(|_| true),
+        Err(_) => Ok(false),
     }
 }
 
@@ -473,7 +495,9 @@ async fn write_or_spool(
                 Ok(n) => rest = &rest[n..],
                 Err(nix::Error::EAGAIN) => {
                     let _ = tx.try_io(|| Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock)));
-                    break;
+                    if !fifo_drains_soon(tx).await? {
+                        break;
+                    }
                 }
                 Err(nix::Error::EINTR) => {}
                 Err(e) => return Err(io::Error::from(e)),
@@ -813,8 +837,11 @@ async fn splice_spooled(rx: &pipe::Receiver, out: &mut Output) -> io::Result<u64
                 if writable {
                     continue;
                 }
-                // The FIFO is full: its reader is not reading. Spool.
                 let _ = tx.try_io(|| Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock)));
+                if fifo_drains_soon(tx).await? {
+                    continue;
+                }
+                // The FIFO stayed full: its reader is not reading. Spool.
                 let Some(sp) = spool.get(name, container) else {
                     return Err(io::Error::other("no spool"));
                 };
