@@ -101,6 +101,8 @@ pub struct Spool {
     target: String,
     /// The one buffer replay copies through (allocated at the first replay).
     buf: Option<Vec<u8>>,
+    /// When the FIFO last took replayed bytes.
+    taken: Option<std::time::Instant>,
 }
 
 /// Bytes replayed per step: the relay's own buffer size.
@@ -147,6 +149,7 @@ impl Spool {
             reporter: cfg.reporter.clone(),
             target: target.to_string(),
             buf: None,
+            taken: None,
         })
     }
 
@@ -168,6 +171,11 @@ impl Spool {
     /// Whether a full spool drops its oldest bytes rather than blocking.
     pub fn drops_oldest(&self) -> bool {
         self.drop_oldest
+    }
+
+    /// When the reader last took replayed bytes (`None`: not since the spool was created).
+    pub fn last_taken(&self) -> Option<std::time::Instant> {
+        self.taken
     }
 
     /// Bytes dropped so far.
@@ -281,6 +289,9 @@ impl Spool {
             }
         };
         self.read += wrote as i64;
+        if wrote > 0 {
+            self.taken = Some(std::time::Instant::now());
+        }
         self.after_read();
         Ok(wrote)
     }

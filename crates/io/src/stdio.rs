@@ -799,17 +799,30 @@ async fn splice_spooled(rx: &pipe::Receiver, out: &mut Output) -> io::Result<u64
         let _ = rx.try_io(|| Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock)));
     };
     let mut total = 0u64;
+    // While the reader reads the spool back, the container's pipe is read into the spool at most
+    // once per SPOOL_AFTER: the spool drains and the stream returns to the zero-copy path, and
+    // the container still never waits longer than that. A reader that took nothing for
+    // SPOOL_AFTER does not hold the container at all.
+    let mut next_in = tokio::time::Instant::now();
     loop {
         if let SpoolState::On(sp) = spool {
             if !sp.is_empty() {
                 // Old bytes first: new ones go behind them, into the spool.
                 let full = sp.room() == 0 && !sp.drops_oldest();
+                let now = tokio::time::Instant::now();
+                let reading = sp.last_taken().is_some_and(|t| t.elapsed() < SPOOL_AFTER);
+                let wait_in = reading && now < next_in;
                 tokio::select! {
-                    r = rx.readable(), if !full => r?,
+                    biased;
                     r = replay_step(tx, sp, deleted) => {
                         r?;
                         continue;
                     }
+                    r = rx.readable(), if !full && !wait_in => r?,
+                    _ = tokio::time::sleep_until(next_in), if !full && wait_in => continue,
+                }
+                if reading {
+                    next_in = tokio::time::Instant::now() + SPOOL_AFTER;
                 }
                 if sp.room() == 0 {
                     // Drop no more than what waits in the pipe (nothing at EOF).
