@@ -74,6 +74,9 @@ enum Dest {
     /// A Docker logging plugin (a minimal one that discards frames, [`crate::plugin`]; the
     /// dual-logging cache off, so the row is the plugin driver's own cost).
     Plugin,
+    /// An attached reader that stops reading for 1 s out of every 2 (a slow or restarting
+    /// consumer): Scribe spools what it does not read, other shims block the container.
+    AttachedStalling,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -95,6 +98,7 @@ impl Case {
             (_, Dest::Local) => "relay.lines.local",
             (_, Dest::Fluentd) => "relay.lines.fluentd",
             (_, Dest::Plugin) => "relay.lines.plugin",
+            (_, Dest::AttachedStalling) => "relay.lines.attached_stall",
         }
     }
     fn cpu_id(&self) -> &'static str {
@@ -109,6 +113,7 @@ impl Case {
             (_, Dest::Local) => "cpu.lines.local",
             (_, Dest::Fluentd) => "cpu.lines.fluentd",
             (_, Dest::Plugin) => "cpu.lines.plugin",
+            (_, Dest::AttachedStalling) => "cpu.lines.attached_stall",
         }
     }
     fn label(&self) -> String {
@@ -124,6 +129,7 @@ impl Case {
             Dest::Local => "local",
             Dest::Fluentd => "fluentd",
             Dest::Plugin => "log plugin",
+            Dest::AttachedStalling => "attached reader stalling 1 s of every 2",
         };
         format!("{p} -> {d}")
     }
@@ -189,6 +195,10 @@ pub fn run(ctx: &Ctx, notes: &mut Vec<String>) -> Result<Vec<Row>> {
         Case {
             producer: Producer::Lines,
             dest: Dest::File,
+        },
+        Case {
+            producer: Producer::Lines,
+            dest: Dest::AttachedStalling,
         },
     ];
     if ctx.runtimes.iter().any(|r| r.key == "scribe") {
@@ -291,7 +301,8 @@ pub fn run(ctx: &Ctx, notes: &mut Vec<String>) -> Result<Vec<Row>> {
                 opts.push("--rm".into());
                 let out_dir = ctx.work.join("out");
                 let res = match case.dest {
-                    Dest::Attached => attached(ctx, rt, &id, &opts, &cmd, expect),
+                    Dest::Attached => attached(ctx, rt, &id, &opts, &cmd, expect, false),
+                    Dest::AttachedStalling => attached(ctx, rt, &id, &opts, &cmd, expect, true),
                     Dest::File => {
                         let path = out_dir.join(format!("{id}.log"));
                         opts.push("--log-uri".into());
@@ -373,7 +384,7 @@ pub fn run(ctx: &Ctx, notes: &mut Vec<String>) -> Result<Vec<Row>> {
                         let dir = ctx.log_root.join(ctx.c.namespace()).join(&id);
                         opts.push("--annotation".into());
                         opts.push("io.scribe.log.driver=json-file".into());
-                        let r = attached(ctx, rt, &id, &opts, &cmd, expect);
+                        let r = attached(ctx, rt, &id, &opts, &cmd, expect, false);
                         let _ = std::fs::remove_dir_all(&dir);
                         r
                     }
@@ -436,6 +447,9 @@ pub fn run(ctx: &Ctx, notes: &mut Vec<String>) -> Result<Vec<Row>> {
         if case.dest == Dest::Fluentd {
             tp.note("MB/s of input lines counted at a forward-protocol receiver (unix socket); Scribe only");
         }
+        if case.dest == Dest::AttachedStalling {
+            tp.note("MB/s at a reader that reads 1 s, then stops for 1 s, and so on (first to last byte)");
+        }
         if case.dest == Dest::JsonFileAttached {
             tp.note("timed at the attached reader; every line also framed into json-file");
         }
@@ -472,7 +486,8 @@ fn find_shim(ctx: &Ctx, id: &str, since: Instant) -> Option<i32> {
     })
 }
 
-/// Attached reader: `ctr run --rm` with stdout piped here.
+/// Attached reader: `ctr run --rm` with stdout piped here; with `stall`, the reader stops
+/// reading for 1 s after every second of reading.
 fn attached(
     ctx: &Ctx,
     rt: &crate::runtimes::Runtime,
@@ -480,6 +495,7 @@ fn attached(
     opts: &[String],
     cmd: &[String],
     expect: u64,
+    stall: bool,
 ) -> Result<Sample> {
     let o: Vec<&str> = opts.iter().map(String::as_str).collect();
     let c: Vec<&str> = cmd.iter().map(String::as_str).collect();
@@ -503,7 +519,7 @@ fn attached(
     });
     let shim = Arc::new(AtomicI32::new(0));
     let shim_r = shim.clone();
-    let reader = std::thread::spawn(move || count_bytes(stdout, &shim_r));
+    let reader = std::thread::spawn(move || count_bytes(stdout, &shim_r, stall));
     // Find the shim while the container starts; the reader samples its CPU.
     let dog = crate::ctr::watchdog(child.id(), run_timeout(ctx.cfg.relay_mib));
     while shim.load(Ordering::Acquire) == 0 && !reader.is_finished() {
@@ -565,11 +581,16 @@ struct ReadStats {
 
 /// Reads `r` to EOF, counting bytes and noting when the first and last arrived; samples the
 /// CPU ticks of the process in `shim` (once it is known, i.e. > 0) at the first read after
-/// that and at EOF.
-fn count_bytes(mut r: impl Read, shim: &AtomicI32) -> std::io::Result<ReadStats> {
+/// that and at EOF. With `stall`, stops reading for 1 s after every second of reading.
+fn count_bytes(mut r: impl Read, shim: &AtomicI32, stall: bool) -> std::io::Result<ReadStats> {
     let mut buf = vec![0u8; 1 << 20];
     let mut st = ReadStats::default();
+    let mut reading_since = Instant::now();
     loop {
+        if stall && reading_since.elapsed() >= Duration::from_secs(1) {
+            std::thread::sleep(Duration::from_secs(1));
+            reading_since = Instant::now();
+        }
         let n = match r.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
@@ -624,7 +645,7 @@ fn host_pipe(cmd: &[String], expect: u64, mib: u64) -> Result<f64> {
     unsafe {
         libc::fcntl(out.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20);
     }
-    let reader = std::thread::spawn(move || count_bytes(out, &AtomicI32::new(0)));
+    let reader = std::thread::spawn(move || count_bytes(out, &AtomicI32::new(0), false));
     let (status, timed_out) = crate::ctr::wait_child(&mut child, run_timeout(mib), "busybox")?;
     let st = reader
         .join()

@@ -68,6 +68,7 @@ pub fn run(a: &Args) -> Result<(), String> {
         until: a.until,
         tail: a.tail,
         stream: a.stream,
+        pieces: false,
     };
     let mut out = Out::new(a.timestamps, a.json);
     let pos = reader::read(&log, &q, &mut out)?;

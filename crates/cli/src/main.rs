@@ -3,7 +3,8 @@
 //! - `scribe logs [OPTIONS] CONTAINER`: the container's json-file or `local` log, or its
 //!   dual-logging cache (rotated and gzipped files included), as `docker logs` prints it, to the
 //!   nanosecond;
-//! - `scribe records [OPTIONS] CONTAINER`: its `container.log` (and `runtime.log`) records.
+//! - `scribe records [OPTIONS] CONTAINER`: its `container.log` (and `runtime.log`) records;
+//! - `scribe plugin`: Scribe as dockerd's log driver ([`plugin`]).
 //!
 //! The reading is [`scribe_io::reader`]; this crate only parses options and prints.
 
@@ -11,6 +12,7 @@ mod args;
 mod lifecycle;
 mod logs;
 mod output;
+mod plugin;
 mod records;
 
 use std::process::ExitCode;
@@ -18,6 +20,8 @@ use std::process::ExitCode;
 const USAGE: &str = "\
 usage: scribe logs [OPTIONS] CONTAINER
        scribe records [OPTIONS] CONTAINER
+       scribe plugin [--socket PATH] [--log-root DIR] [-n NS] [--driver json-file|local]
+                     [--log-opt KEY=VALUE ...]
 
 Options (both):
   -n, --namespace NS       containerd namespace (default: default)
@@ -37,6 +41,13 @@ logs:
 records:
       --runtime            also runtime.log
       --event E[,E...]     only these events (create, start, exit, oom, delete, ...)
+plugin (serve Docker's log-driver plugin protocol, so dockerd logs through Scribe):
+      --socket PATH        default /run/docker/plugins/scribe.sock (dockerd's name: scribe)
+      --log-root DIR       where logs and records go (default: /var/log/scribe)
+  -n, --namespace NS       the directory below the log root (default: docker)
+      --driver D           json-file (default) or local
+      --log-opt KEY=VALUE  a default log option (max-size, max-file, compress, tag);
+                           a container's own --log-opt wins
 ";
 
 fn main() -> ExitCode {
@@ -49,6 +60,19 @@ fn main() -> ExitCode {
     let (cmd, rest) = match argv.split_first() {
         Some((c, rest)) if c == "logs" => (args::Command::Logs, rest),
         Some((c, rest)) if c == "records" => (args::Command::Records, rest),
+        Some((c, rest)) if c == "plugin" => {
+            if rest.iter().any(|a| a == "-h" || a == "--help") {
+                print!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            return match plugin::run(rest) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("scribe plugin: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Some((c, _)) if c == "-h" || c == "--help" || c == "help" => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

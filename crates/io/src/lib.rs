@@ -12,6 +12,7 @@
 //! - [`drivers`]: the log drivers (json-file, ...) every framed message goes to;
 //! - [`runclog`]: reading the runtime's `log.json`;
 //! - [`childenv`]: the environment of the runtime and the logging binaries (no systemd variables);
+//! - [`spool`]: the on-disk spool of a stream whose FIFO reader stopped reading;
 //! - [`relay`]: zero-copy `splice(2)`/`tee(2)` building blocks;
 //! - [`reader`]: reading json-file logs back (`scribe logs`): tail, time windows, follow;
 //! - [`timefmt`]: the RFC 3339 timestamp form Docker and the log spec use.
@@ -40,6 +41,7 @@ pub mod reader;
 pub mod relay;
 #[warn(missing_docs)]
 pub mod runclog;
+pub mod spool;
 pub mod stdio;
 #[warn(missing_docs)]
 pub mod stream;

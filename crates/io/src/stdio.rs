@@ -19,6 +19,7 @@ use std::os::fd::AsRawFd;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::binary::{BinaryLogger, DEFAULT_READY_TIMEOUT};
@@ -26,6 +27,7 @@ use crate::drivers::feed::DriverFeed;
 pub use crate::drivers::json_file::JsonLog;
 pub use crate::drivers::Drivers;
 use crate::relay::{splice_some, CHUNK};
+use crate::spool::{Spool, SpoolConfig};
 use crate::stream::Stream;
 use crate::uri::StdioUri;
 
@@ -49,6 +51,9 @@ pub struct StdioSpec<'a> {
     pub stderr: &'a str,
     pub id: &'a str,
     pub namespace: &'a str,
+    /// Spooling for FIFOs whose reader stops reading (`None`: `SpoolMaxSize` 0, a full FIFO
+    /// blocks the container, or is shed when a driver keeps every byte).
+    pub spool: Option<&'a SpoolConfig>,
 }
 
 /// The running copies of one process's stdio.
@@ -60,6 +65,9 @@ pub struct Relay {
     console: Option<std::sync::Arc<AsyncFd<OwnedFd>>>,
     /// The log drivers the outputs feed, to wait for them in [`Relay::drain`].
     drivers: Drivers,
+    /// Dropped with the relay (the process was deleted): outputs then stop waiting for a FIFO
+    /// reader and discard their spools.
+    _deleted: Option<watch::Sender<()>>,
 }
 
 fn ctx(e: io::Error, what: &str, path: &Path) -> io::Error {
@@ -154,6 +162,8 @@ impl Relay {
         let uris = [parse(stdout)?, parse(stderr)?];
         let mut ends = ContainerEnds::default();
         let mut relay = Relay::default();
+        let (deleted_tx, deleted) = watch::channel(());
+        relay._deleted = Some(deleted_tx);
         let framed = !drivers.is_empty();
         relay.drivers = drivers.clone();
         // containerd names the same logging binary for both streams; one logger serves both.
@@ -219,6 +229,8 @@ impl Relay {
                     spec.to_string()
                 },
                 shed: 0,
+                spool: SpoolState::new(stdio.spool, stream),
+                deleted: deleted.clone(),
             };
             relay.outputs.push(tokio::spawn(relay_output(rx, out)));
         }
@@ -265,6 +277,8 @@ impl Relay {
         })?;
         let master = std::sync::Arc::new(master);
         let mut relay = Relay::default();
+        let (deleted_tx, deleted) = watch::channel(());
+        relay._deleted = Some(deleted_tx);
         let out = Output {
             sink,
             feed: DriverFeed::new(&drivers, Stream::Stdout),
@@ -272,6 +286,8 @@ impl Relay {
             container: stdio.id.to_string(),
             name: format!("terminal of {}", stdio.id),
             shed: 0,
+            spool: SpoolState::new(stdio.spool, Stream::Stdout),
+            deleted,
         };
         relay.drivers = drivers;
         relay
@@ -350,6 +366,171 @@ struct Output {
     container: String,
     /// Bytes dropped from a FIFO nobody read (see `write_or_shed`).
     shed: u64,
+    /// The FIFO's spool, when spooling is on.
+    spool: SpoolState,
+    /// Changes when the process is deleted (its [`Relay`] dropped).
+    deleted: watch::Receiver<()>,
+}
+
+/// A FIFO destination's spool: created at the first write that would block.
+enum SpoolState {
+    /// Spooling is off (or the destination is no FIFO).
+    Off,
+    /// On, nothing spooled yet.
+    Ready(SpoolConfig, Stream),
+    On(Spool),
+    /// Creating the spool failed (reported once): the FIFO blocks as without spooling.
+    Failed,
+}
+
+impl SpoolState {
+    fn new(cfg: Option<&SpoolConfig>, stream: Stream) -> SpoolState {
+        match cfg {
+            Some(c) if c.max_size > 0 => SpoolState::Ready(c.clone(), stream),
+            _ => SpoolState::Off,
+        }
+    }
+
+    fn active(&self) -> bool {
+        matches!(self, SpoolState::Ready(..) | SpoolState::On(_))
+    }
+
+    /// Bytes waiting in the spool for the FIFO.
+    fn pending(&self) -> bool {
+        matches!(self, SpoolState::On(s) if !s.is_empty())
+    }
+
+    /// The spool, created now if needed; `None` when off or failed.
+    fn get(&mut self, name: &str, container: &str) -> Option<&mut Spool> {
+        if let SpoolState::Ready(cfg, stream) = self {
+            *self = match Spool::create(cfg, *stream, name) {
+                Ok(s) => {
+                    log::info!(
+                        container;
+                        "{name}: the reader is not reading: spooling its output to disk (up to {} bytes)",
+                        cfg.max_size
+                    );
+                    SpoolState::On(s)
+                }
+                Err(e) => {
+                    log::error!(
+                        container;
+                        "{name}: cannot create the spool ({e}): the container blocks while nobody reads"
+                    );
+                    SpoolState::Failed
+                }
+            };
+        }
+        match self {
+            SpoolState::On(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// Replays one step of `spool` into the FIFO `tx` once it has room. An error when the process
+/// was deleted first (nobody will read the FIFO any more).
+async fn replay_step(
+    tx: &pipe::Sender,
+    spool: &mut Spool,
+    deleted: &mut watch::Receiver<()>,
+) -> io::Result<()> {
+    tokio::select! {
+        r = tx.writable() => r?,
+        _ = deleted.changed() => {
+            return Err(io::Error::other(
+                "the process was deleted before its reader came back",
+            ))
+        }
+    }
+    // As much as the FIFO takes now (bounded, so that the container's pipe is read too).
+    let mut moved = 0;
+    while moved < REPLAY_BURST && !spool.is_empty() {
+        match spool.replay_to(tx, CHUNK) {
+            Ok(n) => moved += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let _ = tx.try_io(|| Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock)));
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Bytes replayed per wake-up at most.
+const REPLAY_BURST: usize = 1024 * 1024;
+
+/// How long a full FIFO may keep the relay waiting before the output goes to the spool: a
+/// reader that is only a little slower than the container drains it well within this, and the
+/// bytes then take the zero-copy path; a reader that stopped costs the container at most this.
+const SPOOL_AFTER: Duration = Duration::from_millis(20);
+
+/// Waits up to [`SPOOL_AFTER`] for the full FIFO `tx` to take data again; false when it did
+/// not (its reader is not reading: spool).
+async fn fifo_drains_soon(tx: &pipe::Sender) -> io::Result<bool> {
+    match tokio::time::timeout(SPOOL_AFTER, tx.writable()).await {
+        Ok(r) => r.map(|_| true),
+        Err(_) => Ok(false),
+    }
+}
+
+/// Writes `buf` to the FIFO `tx` as far as it takes it now; the rest (and everything while the
+/// spool holds older bytes) is appended to the spool. A full spool either waits for the FIFO
+/// (the relay stops reading the container's pipe) or drops its oldest bytes. When the spool
+/// cannot be created or written, the FIFO is written as a pipe would be (after what the spool
+/// held).
+async fn write_or_spool(
+    tx: &mut pipe::Sender,
+    state: &mut SpoolState,
+    deleted: &mut watch::Receiver<()>,
+    buf: &[u8],
+    name: &str,
+    container: &str,
+) -> io::Result<()> {
+    let mut rest = buf;
+    if !state.pending() {
+        while !rest.is_empty() {
+            match nix::unistd::write(&*tx, rest) {
+                Ok(n) => rest = &rest[n..],
+                Err(nix::Error::EAGAIN) => {
+                    let _ = tx.try_io(|| Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock)));
+                    if !fifo_drains_soon(tx).await? {
+                        break;
+                    }
+                }
+                Err(nix::Error::EINTR) => {}
+                Err(e) => return Err(io::Error::from(e)),
+            }
+        }
+    }
+    while !rest.is_empty() {
+        let Some(spool) = state.get(name, container) else {
+            return tx.write_all(rest).await;
+        };
+        if spool.room() == 0 {
+            if spool.drops_oldest() {
+                spool.make_room(rest.len() as u64);
+            } else {
+                replay_step(tx, spool, deleted).await?;
+                continue;
+            }
+        }
+        let n = (spool.room() as usize).min(rest.len());
+        if let Err(e) = spool.append(&rest[..n]) {
+            log::error!(
+                container;
+                "{name}: writing the spool: {e}: the container blocks while nobody reads"
+            );
+            while !spool.is_empty() {
+                replay_step(tx, spool, deleted).await?;
+            }
+            *state = SpoolState::Failed;
+            return tx.write_all(rest).await;
+        }
+        rest = &rest[n..];
+    }
+    Ok(())
 }
 
 /// How long a FIFO may stay full, with nobody reading it, before its oldest bytes are dropped.
@@ -419,6 +600,17 @@ impl Output {
         }
         if let Some(sink) = &mut self.sink {
             let written = match (sink, self.keeps_all) {
+                (Sink::Fifo { tx, .. }, _) if self.spool.active() => {
+                    write_or_spool(
+                        tx,
+                        &mut self.spool,
+                        &mut self.deleted,
+                        chunk,
+                        &self.name,
+                        &self.container,
+                    )
+                    .await
+                }
                 // With a driver that keeps every message the container's output is on record
                 // whatever the FIFO reader does, so a reader that stopped reading does not stall
                 // the container.
@@ -444,11 +636,54 @@ impl Output {
                     self.name
                 );
                 self.sink = None;
+                // What it spooled is discarded (its file removed, counted as dropped).
+                self.spool = SpoolState::Off;
             }
         }
     }
 
+    /// Whether spooled bytes wait for the FIFO.
+    fn pending(&self) -> bool {
+        self.spool.pending() && matches!(self.sink, Some(Sink::Fifo { .. }))
+    }
+
+    /// Replays one step of the spool into the FIFO (waiting for room); a FIFO that is gone for
+    /// good takes nothing more (the spool is discarded, counted as dropped).
+    async fn replay(&mut self) {
+        let (Some(Sink::Fifo { tx, .. }), SpoolState::On(spool)) = (&self.sink, &mut self.spool)
+        else {
+            return;
+        };
+        if let Err(e) = replay_step(tx, spool, &mut self.deleted).await {
+            log::error!(
+                container = self.container.as_str();
+                "replaying the spool of {}: {e}",
+                self.name
+            );
+            self.sink = None;
+            self.spool = SpoolState::Off;
+        }
+    }
+
+    /// Replays everything spooled (the stream reached EOF).
+    async fn flush_spool(&mut self) {
+        while self.pending() {
+            self.replay().await;
+        }
+        if let SpoolState::On(s) = &self.spool {
+            log::debug!(
+                container = self.container.as_str();
+                "{}: {} bytes went through the spool",
+                self.name,
+                s.spooled()
+            );
+        }
+        // Drops the spool: its file is removed and its drops reported.
+        self.spool = SpoolState::Off;
+    }
+
     async fn finish(&mut self) {
+        self.flush_spool().await;
         if self.shed > 0 {
             log::warn!(
                 container = self.container.as_str();
@@ -468,7 +703,27 @@ impl Output {
 async fn relay_output(rx: pipe::Receiver, mut out: Output) {
     // splice(2) needs a pipe on both ends (an O_APPEND file refuses it): FIFOs and logger pipes.
     let pipe_sink = matches!(out.sink, Some(Sink::Fifo { .. } | Sink::Pipe(_)));
-    if out.feed.is_none() && pipe_sink {
+    let fifo = matches!(out.sink, Some(Sink::Fifo { .. }));
+    if out.feed.is_none() && fifo && out.spool.active() {
+        match splice_spooled(&rx, &mut out).await {
+            Ok(n) => {
+                out.flush_spool().await;
+                log::debug!(
+                    container = out.container.as_str();
+                    "{}: {n} bytes relayed (splice), EOF",
+                    out.name
+                );
+                return;
+            }
+            // Nothing was lost (what moved is in the FIFO or the spool): the copy loop takes
+            // over with the same FIFO and spool.
+            Err(e) => log::warn!(
+                container = out.container.as_str();
+                "splice to {} failed ({e}); copying instead",
+                out.name
+            ),
+        }
+    } else if out.feed.is_none() && pipe_sink {
         if let Some(sink) = out.sink.take() {
             match splice_out(&rx, &sink).await {
                 Ok(n) => {
@@ -524,6 +779,111 @@ async fn splice_out(rx: &pipe::Receiver, sink: &Sink) -> io::Result<u64> {
     }
 }
 
+/// The zero-copy relay to a FIFO with a spool: `splice(2)` from the container's pipe to the FIFO
+/// while it has room; when it is full, from the pipe into the spool, and from the spool into the
+/// FIFO as it drains, oldest first, until the spool is empty again. Returns the bytes read from
+/// the pipe at EOF (the spool may still hold some: [`Output::flush_spool`]).
+async fn splice_spooled(rx: &pipe::Receiver, out: &mut Output) -> io::Result<u64> {
+    let Output {
+        sink,
+        spool,
+        deleted,
+        name,
+        container,
+        ..
+    } = out;
+    let Some(Sink::Fifo { tx, .. }) = sink.as_ref() else {
+        return Err(io::Error::other("the spool needs a FIFO"));
+    };
+    let clear_rx = || {
+        let _ = rx.try_io(|| Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock)));
+    };
+    let mut total = 0u64;
+    // While the reader reads the spool back, the container's pipe is read into the spool at most
+    // once per SPOOL_AFTER: the spool drains and the stream returns to the zero-copy path, and
+    // the container still never waits longer than that. A reader that took nothing for
+    // SPOOL_AFTER does not hold the container at all.
+    let mut next_in = tokio::time::Instant::now();
+    loop {
+        if let SpoolState::On(sp) = spool {
+            if !sp.is_empty() {
+                // Old bytes first: new ones go behind them, into the spool.
+                let full = sp.room() == 0 && !sp.drops_oldest();
+                let now = tokio::time::Instant::now();
+                let reading = sp.last_taken().is_some_and(|t| t.elapsed() < SPOOL_AFTER);
+                let wait_in = reading && now < next_in;
+                tokio::select! {
+                    biased;
+                    r = replay_step(tx, sp, deleted) => {
+                        r?;
+                        continue;
+                    }
+                    r = rx.readable(), if !full && !wait_in => r?,
+                    _ = tokio::time::sleep_until(next_in), if !full && wait_in => continue,
+                }
+                if reading {
+                    next_in = tokio::time::Instant::now() + SPOOL_AFTER;
+                }
+                if sp.room() == 0 {
+                    // Drop no more than what waits in the pipe (nothing at EOF).
+                    sp.make_room(queued(rx).min(CHUNK) as u64);
+                }
+                match sp.splice_in(rx, CHUNK) {
+                    Ok(0) => return Ok(total),
+                    Ok(n) => total += n as u64,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => clear_rx(),
+                    Err(e) => return Err(e),
+                }
+                continue;
+            }
+        }
+        rx.readable().await?;
+        match splice_some(rx, tx, CHUNK, true) {
+            Ok(0) => return Ok(total),
+            Ok(n) => total += n as u64,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let (readable, writable) = poll_now(rx, tx);
+                if !readable {
+                    clear_rx();
+                    continue;
+                }
+                if writable {
+                    continue;
+                }
+                let _ = tx.try_io(|| Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock)));
+                if fifo_drains_soon(tx).await? {
+                    continue;
+                }
+                // The FIFO stayed full: its reader is not reading. Spool.
+                let Some(sp) = spool.get(name, container) else {
+                    return Err(io::Error::other("no spool"));
+                };
+                match sp.splice_in(rx, CHUNK) {
+                    Ok(0) => return Ok(total),
+                    Ok(n) => total += n as u64,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => clear_rx(),
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Bytes queued in pipe `rx` (`FIONREAD`); 0 when unknown.
+fn queued(rx: &pipe::Receiver) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, which points at `n`; `rx` keeps the
+    // descriptor open for the call.
+    let r = unsafe { libc::ioctl(rx.as_raw_fd(), libc::FIONREAD, &mut n as *mut libc::c_int) };
+    if r < 0 {
+        0
+    } else {
+        usize::try_from(n).unwrap_or(0)
+    }
+}
+
 /// Whether the pipe has data (or EOF) and the destination pipe has room, right now.
 fn poll_now(rx: &pipe::Receiver, tx: &pipe::Sender) -> (bool, bool) {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -548,7 +908,11 @@ async fn copy_out(mut rx: pipe::Receiver, mut out: Output) {
     let mut buf = vec![0u8; RELAY_BUF];
     let mut total = 0u64;
     loop {
-        match rx.read(&mut buf).await {
+        let read = tokio::select! {
+            r = rx.read(&mut buf) => r,
+            _ = out.replay(), if out.pending() => continue,
+        };
+        match read {
             Ok(0) => {
                 log::debug!(
                     container = out.container.as_str();
@@ -579,7 +943,11 @@ async fn copy_out(mut rx: pipe::Receiver, mut out: Output) {
 async fn copy_pty_out(master: std::sync::Arc<AsyncFd<OwnedFd>>, mut out: Output) {
     let mut buf = vec![0u8; RELAY_BUF];
     loop {
-        let n = match master.readable().await {
+        let ready = tokio::select! {
+            r = master.readable() => r,
+            _ = out.replay(), if out.pending() => continue,
+        };
+        let n = match ready {
             Ok(mut guard) => match guard.try_io(|fd| {
                 nix::unistd::read(fd.get_ref().as_raw_fd(), &mut buf).map_err(io::Error::from)
             }) {
@@ -674,6 +1042,7 @@ mod tests {
                 stderr: file.to_str().unwrap(),
                 id: "c",
                 namespace: "ns",
+                spool: None,
             };
             let (ends, mut relay) = Relay::start(&spec, Drivers::default()).await.unwrap();
             assert!(ends.stdin.is_none());
@@ -728,6 +1097,7 @@ mod tests {
                 stderr: "",
                 id: "kv-container",
                 namespace: "ns",
+                spool: None,
             };
             let (ends, mut relay) = Relay::start(&spec, Drivers::default()).await.unwrap();
             let mut out = File::from(ends.stdout.unwrap());
@@ -743,5 +1113,179 @@ mod tests {
             .collect();
         assert_eq!(eof.len(), 1, "{lines:?}");
         assert_eq!(eof[0].1.as_deref(), Some("kv-container"), "{lines:?}");
+    }
+
+    #[derive(Default)]
+    struct Reports(std::sync::Mutex<Vec<crate::drivers::DriverReport>>);
+    impl crate::drivers::DriverReporter for Reports {
+        fn report(&self, _: &str, _: &str, r: crate::drivers::DriverReport) {
+            if let Ok(mut v) = self.0.lock() {
+                v.push(r);
+            }
+        }
+    }
+
+    /// 2 MiB of numbered lines.
+    fn numbered() -> Vec<u8> {
+        (0..2 * 1024 * 1024 / 9)
+            .flat_map(|i: u32| format!("{i:08}\n").into_bytes())
+            .collect()
+    }
+
+    struct SpoolRun {
+        got: Vec<u8>,
+        /// Whether the writer finished while nobody read the FIFO.
+        finished_unread: bool,
+        reports: Vec<crate::drivers::DriverReport>,
+        left: usize,
+    }
+
+    /// A container writes `data` to stdout (a FIFO with a spool of `max` bytes); nobody reads
+    /// the FIFO for `stall`, then everything is read.
+    fn spool_run(data: &[u8], max: u64, drop_oldest: bool, framed: bool) -> SpoolRun {
+        let t = tempfile::tempdir().unwrap();
+        let fifo = t.path().join("out");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let root = t.path().join("logroot");
+        let reports = std::sync::Arc::new(Reports::default());
+        let cfg = SpoolConfig {
+            root: root.clone(),
+            subdirs: ["ns".into(), "c".into()],
+            max_size: max,
+            drop_oldest,
+            reporter: Some(reports.clone()),
+        };
+        let drivers = if framed {
+            let w = crate::jsonfile::JsonFileWriter::open(
+                t.path().join("c-json.log"),
+                &Default::default(),
+                &Default::default(),
+            )
+            .unwrap();
+            let log = JsonLog::new(w, 16 * 1024);
+            Drivers::new(vec![std::sync::Arc::new(log)], 16 * 1024)
+        } else {
+            Drivers::default()
+        };
+        let mut reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        let data = data.to_vec();
+        let want = data.len();
+        rt().block_on(async {
+            let spec = StdioSpec {
+                stdin: "",
+                stdout: fifo.to_str().unwrap(),
+                stderr: "",
+                id: "c",
+                namespace: "ns",
+                spool: Some(&cfg),
+            };
+            let (ends, mut relay) = Relay::start(&spec, drivers).await.unwrap();
+            let mut out = File::from(ends.stdout.unwrap());
+            let writer = std::thread::spawn(move || {
+                out.write_all(&data).unwrap();
+            });
+            let until = tokio::time::Instant::now() + Duration::from_secs(3);
+            while !writer.is_finished() && tokio::time::Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let finished_unread = writer.is_finished();
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            let until = tokio::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                match reader.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        if writer.is_finished() && relay.drain(Duration::from_millis(1)).await {
+                            // Everything was relayed; read what is left in the FIFO.
+                            while let Ok(n) = reader.read(&mut buf) {
+                                if n == 0 {
+                                    break;
+                                }
+                                got.extend_from_slice(&buf[..n]);
+                            }
+                            break;
+                        }
+                        assert!(
+                            tokio::time::Instant::now() < until,
+                            "{} of {want}",
+                            got.len()
+                        );
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            writer.join().unwrap();
+            let left = std::fs::read_dir(root.join("ns/c"))
+                .map(|d| d.count())
+                .unwrap_or(0);
+            SpoolRun {
+                got,
+                finished_unread,
+                reports: reports.0.lock().unwrap().clone(),
+                left,
+            }
+        })
+    }
+
+    /// The reader stops: the container is not blocked (its output is spooled); the reader then
+    /// gets every byte once, in order; the spool file is gone.
+    #[test]
+    fn spool_keeps_the_container_going_and_loses_nothing() {
+        let data = numbered();
+        for framed in [false, true] {
+            let r = spool_run(&data, 64 << 20, false, framed);
+            assert!(r.finished_unread, "framed {framed}: the writer was blocked");
+            assert_eq!(r.got.len(), data.len(), "framed {framed}");
+            assert!(r.got == data, "framed {framed}: out of order");
+            assert!(r.reports.is_empty(), "{:?}", r.reports);
+            assert_eq!(r.left, 0, "framed {framed}: spool file left");
+        }
+    }
+
+    /// A full spool blocks the container by default (as a full pipe would), losing nothing.
+    #[test]
+    fn full_spool_blocks_and_loses_nothing() {
+        let data = numbered();
+        for framed in [false, true] {
+            let r = spool_run(&data, 256 * 1024, false, framed);
+            assert!(
+                !r.finished_unread,
+                "framed {framed}: the writer was not blocked"
+            );
+            assert!(r.got == data, "framed {framed}: lost or out of order");
+            assert!(r.reports.is_empty(), "{:?}", r.reports);
+            assert_eq!(r.left, 0);
+        }
+    }
+
+    /// A full spool with mode=non-blocking drops the oldest spooled bytes: the container keeps
+    /// going, the reader misses one contiguous run, and the reported count is exactly its size.
+    #[test]
+    fn full_spool_non_blocking_drops_oldest_and_counts_exactly() {
+        let data = numbered();
+        for framed in [false, true] {
+            let r = spool_run(&data, 256 * 1024, true, framed);
+            assert!(r.finished_unread, "framed {framed}: the writer was blocked");
+            let missed = data.len() - r.got.len();
+            assert!(missed > 0, "framed {framed}");
+            let head = r.got.iter().zip(&data).take_while(|(a, b)| a == b).count();
+            assert!(
+                r.got[head..] == data[head + missed..],
+                "framed {framed}: not one contiguous gap"
+            );
+            let total = r.reports.iter().find_map(|x| match x {
+                crate::drivers::DriverReport::Closed { total, .. } => Some(total.bytes),
+                _ => None,
+            });
+            assert_eq!(total, Some(missed as u64), "{:?}", r.reports);
+            assert_eq!(r.left, 0);
+        }
     }
 }

@@ -324,6 +324,18 @@ impl SafeDir {
         )
     }
 
+    /// Creates `name`, which must not exist, for reading and writing at explicit offsets (no
+    /// `O_APPEND`: `splice(2)` refuses appending files). A spool file is written and read back
+    /// through the same descriptor.
+    pub fn create_excl_rw(&self, name: impl AsRef<OsStr>, mode: u32) -> Result<File> {
+        self.open_file(
+            "create",
+            name.as_ref(),
+            OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL,
+            mode,
+        )
+    }
+
     /// Renames `from` to `to` inside this directory (`renameat`; a link at either name is moved or
     /// replaced as a name, never followed).
     pub fn rename(&self, from: impl AsRef<OsStr>, to: impl AsRef<OsStr>) -> Result<()> {

@@ -17,8 +17,10 @@ use crate::container::Container;
 use crate::process::{Exit, Process, Role, State};
 
 /// How long a process's output may keep flowing after it exited before TaskExit is published
-/// anyway. Only a stray grandchild holding the stdio pipes open makes this wait; the copy goes on
-/// after the deadline, so its bytes still arrive, just after the exit event.
+/// anyway. A stray grandchild holding the stdio pipes open, or a FIFO reader that is not reading
+/// while the stream's spool still holds bytes, makes this wait; the copy (and the spool's replay)
+/// goes on after the deadline, so those bytes still arrive, just after the exit event, until the
+/// process is deleted (a spool not replayed by then is discarded and counted as dropped).
 pub const OUTPUT_DRAIN_LIMIT: Duration = Duration::from_secs(2);
 /// How long the init's TaskExit waits for exec processes to report their exits; after that they
 /// are killed (they outlive the init only when the pid namespace is shared with the host).
@@ -42,7 +44,7 @@ pub async fn watch_exit(
     if !p.relay.lock().await.drain(OUTPUT_DRAIN_LIMIT).await {
         log::warn!(
             container = c.id.as_str();
-            "{}: output still open {:?} after exit (a process outside the container holds it); publishing the exit",
+            "{}: output not delivered {:?} after exit (a process outside the container holds it, or a FIFO reader is not reading the spooled output); publishing the exit",
             p.name(),
             OUTPUT_DRAIN_LIMIT
         );

@@ -3,7 +3,8 @@
 //!
 //! Annotations: `io.scribe.log.driver` (a list: `json-file,fluentd`, or `none`), every Docker
 //! log option as `io.scribe.log.<opt>` (`max-size`, `mode`, `fluentd-address`, ...),
-//! `io.scribe.container-log` and `io.scribe.runtime-log` (`true`/`false`).
+//! `io.scribe.container-log` and `io.scribe.runtime-log` (`true`/`false`),
+//! `io.scribe.log.spool-max-size` (the `SpoolMaxSize` of the container: a size, `0` = off).
 //!
 //! Who may choose what: an annotation comes from whoever may create a pod, the options TOML from
 //! the node's admin, and the shim runs as root. An annotation may choose sizes, tags and modes
@@ -28,6 +29,8 @@ const DRIVER_ANNOTATION: &str = "io.scribe.log.driver";
 const OPT_PREFIX: &str = "io.scribe.log.";
 const CONTAINER_LOG_ANNOTATION: &str = "io.scribe.container-log";
 const RUNTIME_LOG_ANNOTATION: &str = "io.scribe.runtime-log";
+/// The per-container `SpoolMaxSize` (not a log driver's option).
+const SPOOL_MAX_SIZE_KEY: &str = "spool-max-size";
 /// Annotations that carry the image reference (CRI, and containerd's own when set).
 const IMAGE_ANNOTATIONS: [&str; 2] = ["io.kubernetes.cri.image-name", "io.containerd.image.name"];
 
@@ -130,6 +133,10 @@ pub struct LogConfig {
     pub drivers: Vec<Chosen>,
     /// The dual-logging cache, kept when no driver reads back (`cache-*` options).
     pub cache: CacheOptions,
+    /// Bytes each output stream may spool while its FIFO reader does not read (0: off).
+    pub spool_max_size: u64,
+    /// A full spool drops its oldest bytes (`mode=non-blocking`) instead of blocking.
+    pub spool_drop_oldest: bool,
 }
 
 /// Combines runtime settings and the container's annotations; bad values are errors naming them.
@@ -169,7 +176,7 @@ pub fn resolve(settings: &Settings, spec: &SpecInfo) -> Result<LogConfig, String
     let mut opts: BTreeMap<String, String> = settings.log_opts.clone();
     for (k, v) in a {
         if let Some(name) = k.strip_prefix(OPT_PREFIX) {
-            if name == "driver" {
+            if name == "driver" || name == SPOOL_MAX_SIZE_KEY {
                 continue;
             }
             if registry::ADDRESS_KEYS.contains(&name) {
@@ -193,6 +200,19 @@ pub fn resolve(settings: &Settings, spec: &SpecInfo) -> Result<LogConfig, String
     let plugins = SearchPath::from_dirs(&settings.plugin_dirs);
     let drivers = registry::resolve_with(&names, &opts, from_annotations, &plugins)?;
     let cache = registry::resolve_cache(&opts)?;
+    let spool_max_size = match a.get(&format!("{OPT_PREFIX}{SPOOL_MAX_SIZE_KEY}")) {
+        None => settings.spool_max_size,
+        Some(v) => crate::retention::parse_size(v)
+            .map_err(|e| format!("annotation {OPT_PREFIX}{SPOOL_MAX_SIZE_KEY}={v:?}: {e}"))?,
+    };
+    let spool_drop_oldest = matches!(
+        scribe_io::drivers::Mode::parse(
+            opts.get("mode").map(String::as_str),
+            opts.get("max-buffer-size").map(String::as_str),
+        )
+        .map_err(|e| e.to_string())?,
+        scribe_io::drivers::Mode::NonBlocking { .. }
+    );
     let flag = |key: &str, default: bool| match a.get(key).map(String::as_str) {
         None => Ok(default),
         Some("true") => Ok(true),
@@ -213,6 +233,8 @@ pub fn resolve(settings: &Settings, spec: &SpecInfo) -> Result<LogConfig, String
         runtime_log,
         drivers,
         cache,
+        spool_max_size,
+        spool_drop_oldest,
     })
 }
 
@@ -291,6 +313,32 @@ mod tests {
         .unwrap();
         assert!(c.drivers.is_empty());
         assert!(!c.container_log);
+    }
+
+    #[test]
+    fn spool_settings_and_annotations() {
+        let mut s = Settings::defaults("ns");
+        let c = resolve(&s, &SpecInfo::default()).unwrap();
+        assert_eq!(c.spool_max_size, 64 << 20);
+        assert!(!c.spool_drop_oldest);
+        s.spool_max_size = 0;
+        let c = resolve(
+            &s,
+            &spec(&[
+                ("io.scribe.log.spool-max-size", "2MiB"),
+                ("io.scribe.log.mode", "non-blocking"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.spool_max_size, 2 << 20);
+        assert!(c.spool_drop_oldest);
+        let e = resolve(&s, &spec(&[("io.scribe.log.spool-max-size", "huge")])).unwrap_err();
+        assert!(
+            e.contains("io.scribe.log.spool-max-size") && e.contains("huge"),
+            "{e}"
+        );
+        let e = resolve(&s, &spec(&[("io.scribe.log.mode", "sometimes")])).unwrap_err();
+        assert!(e.contains("mode"), "{e}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::path::Path;
 
 use scribe_io::binary::DEFAULT_STOP_GRACE;
 use scribe_io::console::ConsoleSocket;
+use scribe_io::spool::SpoolConfig;
 use scribe_io::stdio::{Drivers, Relay, StdioSpec};
 
 use crate::error::{Error, Result};
@@ -27,6 +28,7 @@ async fn open_pipes(
     stdio: &StdioPaths,
     drivers: Drivers,
     owner: (u32, u32),
+    spool: Option<&SpoolConfig>,
 ) -> Result<(ProcessStdio, Relay)> {
     let spec = StdioSpec {
         stdin: &stdio.stdin,
@@ -34,6 +36,7 @@ async fn open_pipes(
         stderr: &stdio.stderr,
         id,
         namespace,
+        spool,
     };
     let (ends, relay) = Relay::start(&spec, drivers)
         .await
@@ -77,17 +80,20 @@ pub enum PendingIo {
     Console {
         socket: ConsoleSocket,
         drivers: Drivers,
+        spool: Option<SpoolConfig>,
     },
 }
 
 impl PendingIo {
-    /// Sets up what the runtime needs for this process's stdio.
+    /// Sets up what the runtime needs for this process's stdio; `spool`: how output a FIFO
+    /// reader does not read is spooled (`None`: not at all).
     pub async fn open(
         id: &str,
         namespace: &str,
         stdio: &StdioPaths,
         drivers: Drivers,
         owner: (u32, u32),
+        spool: Option<&SpoolConfig>,
     ) -> Result<(ProcessStdio, PendingIo)> {
         if stdio.terminal {
             let socket = ConsoleSocket::new()
@@ -97,9 +103,16 @@ impl PendingIo {
                 stdout: std::process::Stdio::null(),
                 stderr: std::process::Stdio::null(),
             };
-            return Ok((null, PendingIo::Console { socket, drivers }));
+            return Ok((
+                null,
+                PendingIo::Console {
+                    socket,
+                    drivers,
+                    spool: spool.cloned(),
+                },
+            ));
         }
-        let (child, relay) = open_pipes(id, namespace, stdio, drivers, owner).await?;
+        let (child, relay) = open_pipes(id, namespace, stdio, drivers, owner, spool).await?;
         Ok((child, PendingIo::Pipes(relay)))
     }
 
@@ -115,13 +128,18 @@ impl PendingIo {
     pub fn finish(self, id: &str, namespace: &str, stdio: &StdioPaths) -> Result<Relay> {
         match self {
             PendingIo::Pipes(relay) => Ok(relay),
-            PendingIo::Console { socket, drivers } => {
+            PendingIo::Console {
+                socket,
+                drivers,
+                spool,
+            } => {
                 let spec = StdioSpec {
                     stdin: &stdio.stdin,
                     stdout: &stdio.stdout,
                     stderr: &stdio.stderr,
                     id,
                     namespace,
+                    spool: spool.as_ref(),
                 };
                 socket
                     .receive_master()

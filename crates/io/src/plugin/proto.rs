@@ -34,6 +34,16 @@ pub const LOG_DRIVER_INTERFACES: &[&str] = &["LogDriver", "LoggingDriver"];
 /// The zero `time.Time` as Go marshals it: "no bound" in [`ReadConfig`].
 pub const GO_ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
+/// Go marshals a nil slice or map as `null` (dockerd sends `"ContainerArgs": null` for a
+/// container without arguments): read as empty.
+fn null_is_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
 /// What the host knows about the container (Docker's `logger.Info`). Only `ContainerID` is
 /// required; plugins read `ContainerName`, `ContainerImageName`, `ContainerLabels` and
 /// `Config` (the container's log options).
@@ -41,6 +51,7 @@ pub const GO_ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 #[serde(rename_all = "PascalCase", default)]
 pub struct Info {
     /// The log options of the container (`--log-opt`).
+    #[serde(deserialize_with = "null_is_default")]
     pub config: BTreeMap<String, String>,
     /// The full container id.
     #[serde(rename = "ContainerID")]
@@ -50,6 +61,7 @@ pub struct Info {
     /// The entrypoint (first word of the process args).
     pub container_entrypoint: String,
     /// The remaining process args.
+    #[serde(deserialize_with = "null_is_default")]
     pub container_args: Vec<String>,
     /// The image id (`sha256:...`).
     #[serde(rename = "ContainerImageID")]
@@ -59,8 +71,10 @@ pub struct Info {
     /// RFC 3339 with nanoseconds (Go's `time.Time`).
     pub container_created: String,
     /// `K=V` entries; sent only where an option asks for them.
+    #[serde(deserialize_with = "null_is_default")]
     pub container_env: Vec<String>,
     /// The container's labels.
+    #[serde(deserialize_with = "null_is_default")]
     pub container_labels: BTreeMap<String, String>,
     /// Empty for plugins.
     pub log_path: String,
@@ -208,5 +222,11 @@ mod tests {
         // dockerd sends `null` for Capabilities; an absent Config means "everything".
         let r: ReadLogsRequest = serde_json::from_str(r#"{"Info":{"ContainerID":"x"}}"#).unwrap();
         assert_eq!(r.config.tail, -1);
+        // Go's nil slices and maps.
+        let s: StartLoggingRequest = serde_json::from_str(
+            r#"{"File":"/f","Info":{"ContainerID":"x","Config":null,"ContainerArgs":null,"ContainerEnv":null,"ContainerLabels":null}}"#,
+        )
+        .unwrap();
+        assert!(s.info.container_args.is_empty() && s.info.config.is_empty());
     }
 }

@@ -241,7 +241,7 @@ pub fn follow(
         log,
         q,
         sink,
-        joiner: Joiner::default(),
+        joiner: Joiner::new(q.pieces),
         done: false,
         draining: Vec::new(),
     };

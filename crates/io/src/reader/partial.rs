@@ -9,6 +9,8 @@ use super::entry::Entry;
 #[derive(Debug, Default)]
 pub struct Joiner {
     pending: [Option<Entry>; 2],
+    /// Pass pieces through unjoined ([`super::Query::pieces`]).
+    pass: bool,
 }
 
 fn slot(e: &Entry) -> usize {
@@ -19,8 +21,19 @@ fn slot(e: &Entry) -> usize {
 }
 
 impl Joiner {
+    /// A joiner; with `pass`, every entry comes out as it goes in.
+    pub fn new(pass: bool) -> Joiner {
+        Joiner {
+            pass,
+            ..Joiner::default()
+        }
+    }
+
     /// Adds an entry; returns the whole line when this entry ends one.
     pub fn push(&mut self, e: Entry) -> Option<Entry> {
+        if self.pass {
+            return Some(e);
+        }
         let s = slot(&e);
         let partial = e.is_partial();
         let joined = match self.pending[s].take() {

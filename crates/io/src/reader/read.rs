@@ -41,6 +41,9 @@ pub struct Query {
     pub tail: Option<usize>,
     /// Only this stream.
     pub stream: Option<Stream>,
+    /// Entries as stored, pieces of long lines not joined, and `tail` counting entries: what
+    /// dockerd's own readers give (`scribe plugin`'s ReadLogs answers dockerd with it).
+    pub pieces: bool,
 }
 
 impl Query {
@@ -106,7 +109,7 @@ pub fn read(log: &FileLog, q: &Query, sink: &mut dyn Sink) -> Result<Position, S
                 whole_end(log.format(), &files[i].file, size).map_err(|e| e.to_string())?;
         }
     } else {
-        let mut joiner = Joiner::default();
+        let mut joiner = Joiner::new(q.pieces);
         let mut stopped = false;
         for (i, f) in files.iter().enumerate().take(hi).skip(lo) {
             let limit = (Some(i) == live_index).then(|| live.unwrap_or(0));
@@ -390,6 +393,13 @@ fn tail(
     let mut live_pos = None;
     // Returns false when enough is collected.
     let mut take = |e: Entry, got: &mut Vec<Entry>| -> bool {
+        if q.pieces {
+            if got.len() >= n {
+                return false;
+            }
+            got.push(e);
+            return true;
+        }
         let s = (e.stream == Stream::Stderr) as usize;
         if !e.is_partial() && open[s] {
             completed += 1;
@@ -475,7 +485,7 @@ fn tail(
         }
     }
     got.reverse();
-    let mut joiner = Joiner::default();
+    let mut joiner = Joiner::new(q.pieces);
     let mut lines: Vec<Entry> = got.into_iter().filter_map(|e| joiner.push(e)).collect();
     lines.extend(joiner.finish());
     let skip = lines.len().saturating_sub(n);

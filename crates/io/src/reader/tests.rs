@@ -163,6 +163,24 @@ fn pieces_are_joined_and_streams_split() {
         ..Query::default()
     };
     assert_eq!(run(d.path(), last2).lines, ["abcd", "tail-no-newline"]);
+    // As stored, as dockerd reads json-file: pieces apart, the tail counting entries.
+    let pieces = |tail| Query {
+        tail,
+        pieces: true,
+        ..Query::default()
+    };
+    assert_eq!(
+        run(d.path(), pieces(None)).lines,
+        ["ab", "oops", "cd", "tail-no-newline"]
+    );
+    assert_eq!(
+        run(d.path(), pieces(Some(2))).lines,
+        ["cd", "tail-no-newline"]
+    );
+    assert_eq!(
+        run(d.path(), pieces(Some(3))).lines,
+        ["oops", "cd", "tail-no-newline"]
+    );
 }
 
 #[test]

@@ -49,6 +49,9 @@ pub struct Container {
     cgroup: OnceLock<ContainerCgroup>,
     /// A Create from a checkpoint: what Start needs to restore the init through the runtime.
     restore: Mutex<Option<PendingRestore>>,
+    /// How the container's processes spool output their FIFO reader does not read (unset:
+    /// spooling off); execs use the init's.
+    spool: OnceLock<scribe_io::spool::SpoolConfig>,
 }
 
 impl Container {
@@ -65,6 +68,7 @@ impl Container {
     ) -> Container {
         Container {
             cgroup: OnceLock::new(),
+            spool: OnceLock::new(),
             restore: Mutex::new(restore),
             id,
             bundle,
@@ -85,6 +89,16 @@ impl Container {
     /// Records the container's cgroups (once; a second call is ignored).
     pub fn set_cgroup(&self, cg: ContainerCgroup) {
         let _ = self.cgroup.set(cg);
+    }
+
+    /// The container's spooling (set once at Create when `SpoolMaxSize` is not 0).
+    pub fn spool(&self) -> Option<&scribe_io::spool::SpoolConfig> {
+        self.spool.get()
+    }
+
+    /// Records the container's spooling (once; a second call is ignored).
+    pub fn set_spool(&self, cfg: scribe_io::spool::SpoolConfig) {
+        let _ = self.spool.set(cfg);
     }
 
     /// Takes what a pending restore needs; `None` when the init was created normally (or the

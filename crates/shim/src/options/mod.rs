@@ -98,6 +98,11 @@ pub struct Settings {
     /// (`LogRetentionMaxSize`); 0: no cap. Admin-only: no annotation sets it.
     #[serde(default = "default_log_retention_max_size")]
     pub log_retention_max_size: u64,
+    /// Bytes of output one stream of a process may spool on disk (under `log_root`) while its
+    /// FIFO reader does not read (`SpoolMaxSize`); 0: no spooling, a full FIFO blocks the
+    /// container as a pipe does. Per container: `io.scribe.log.spool-max-size`.
+    #[serde(default = "default_spool_max_size")]
+    pub spool_max_size: u64,
 }
 
 /// Default root of Scribe's records and logs.
@@ -130,6 +135,10 @@ fn default_log_retention() -> u64 {
     DEFAULT_LOG_RETENTION_SECS
 }
 
+fn default_spool_max_size() -> u64 {
+    scribe_io::spool::DEFAULT_SPOOL_MAX_SIZE
+}
+
 fn default_log_retention_max_size() -> u64 {
     DEFAULT_LOG_RETENTION_MAX_SIZE
 }
@@ -160,6 +169,7 @@ impl Settings {
             criu_work_path: String::new(),
             log_retention_secs: DEFAULT_LOG_RETENTION_SECS,
             log_retention_max_size: DEFAULT_LOG_RETENTION_MAX_SIZE,
+            spool_max_size: default_spool_max_size(),
         }
     }
 
@@ -288,6 +298,16 @@ struct TomlOptions {
     log_retention: Option<String>,
     #[serde(rename = "LogRetentionMaxSize")]
     log_retention_max_size: Option<String>,
+    #[serde(rename = "SpoolMaxSize")]
+    spool_max_size: Option<SizeValue>,
+}
+
+/// A size in the options TOML: a number of bytes, or a string with a unit (`"64MiB"`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum SizeValue {
+    Bytes(u64),
+    Text(String),
 }
 
 impl Settings {
@@ -364,6 +384,14 @@ impl Settings {
         if let Some(v) = o.log_retention_max_size {
             self.log_retention_max_size = crate::retention::parse_size(&v)
                 .map_err(|e| format!("LogRetentionMaxSize = {v:?}: {e}"))?;
+        }
+        match o.spool_max_size {
+            Some(SizeValue::Bytes(n)) => self.spool_max_size = n,
+            Some(SizeValue::Text(v)) => {
+                self.spool_max_size = crate::retention::parse_size(&v)
+                    .map_err(|e| format!("SpoolMaxSize = {v:?}: {e}"))?
+            }
+            None => {}
         }
         for (key, value, slot) in [
             ("CriuPath", o.criu_path, &mut self.criu_path),

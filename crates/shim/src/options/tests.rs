@@ -251,3 +251,20 @@ fn plugin_dirs_from_the_toml_only_absolute() {
     let e = s.apply_toml("PluginDirs = [\"rel\"]").unwrap_err();
     assert!(e.contains("PluginDirs") && e.contains("rel"), "{e}");
 }
+
+#[test]
+fn spool_max_size() {
+    let mut s = Settings::defaults("ns");
+    assert_eq!(s.spool_max_size, 64 << 20);
+    s.apply_toml("SpoolMaxSize = \"1MiB\"\n").unwrap();
+    assert_eq!(s.spool_max_size, 1 << 20);
+    s.apply_toml("SpoolMaxSize = 0\n").unwrap();
+    assert_eq!(s.spool_max_size, 0);
+    let e = Settings::defaults("ns")
+        .apply_toml("SpoolMaxSize = \"lots\"\n")
+        .unwrap_err();
+    assert!(e.contains("SpoolMaxSize") && e.contains("lots"), "{e}");
+    // options.json written before the setting existed: the default.
+    let old: Settings = serde_json::from_str(r#"{"binary_name":"runc","root":"/r"}"#).unwrap();
+    assert_eq!(old.spool_max_size, 64 << 20);
+}

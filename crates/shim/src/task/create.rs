@@ -5,6 +5,7 @@
 //! Everything Create set up is undone when it fails (mounts unmounted, a half-created container
 //! deleted with `--force`); the failure is logged and recorded.
 
+use scribe_io::spool::SpoolConfig;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -218,6 +219,23 @@ impl Tasks {
         Ok(Drivers::new(list, DEFAULT_MAX_LINE))
     }
 
+    /// How the container's output is spooled for a FIFO reader that stops reading: under
+    /// `LogRoot` in the container's directory, drops reported in its runtime.log.
+    fn spool_config(&self, id: &str, p: &Prepared) -> Option<SpoolConfig> {
+        if p.logs.spool_max_size == 0 {
+            return None;
+        }
+        Some(SpoolConfig {
+            root: p.logs.root.clone(),
+            subdirs: [self.namespace.clone(), id.to_string()],
+            max_size: p.logs.spool_max_size,
+            drop_oldest: p.logs.spool_drop_oldest,
+            reporter: p.runtime_log.as_ref().map(|sink| {
+                Arc::new(RuntimeLogReporter::new(id, sink.clone())) as Arc<dyn DriverReporter>
+            }),
+        })
+    }
+
     async fn create_container(
         &self,
         req: &api::CreateTaskRequest,
@@ -268,12 +286,14 @@ impl Tasks {
             stderr: req.stderr.clone(),
             terminal: req.terminal,
         };
+        let spool = self.spool_config(id, p);
         let (child_stdio, pending) = match PendingIo::open(
             id,
             &self.namespace,
             &stdio,
             drivers,
             p.settings.io_owner(),
+            spool.as_ref(),
         )
         .await
         {
@@ -337,6 +357,9 @@ impl Tasks {
             life,
             restore,
         ));
+        if let Some(cfg) = spool {
+            container.set_spool(cfg);
+        }
         self.insert(container.clone());
         if pid != 0 {
             self.watch_init(&container, pid);

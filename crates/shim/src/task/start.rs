@@ -152,6 +152,7 @@ impl Tasks {
             &p.stdio,
             Drivers::default(),
             c.runtime.settings().io_owner(),
+            c.spool(),
         )
         .await
         .map_err(fail)?;
