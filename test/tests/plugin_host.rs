@@ -1,0 +1,696 @@
+//! Issue 12, the host side: Scribe drives a Docker logging plugin. The suite's own plugin
+//! (src/bin/scribe-test-plugin.rs, driven by test/src/plugin.rs) records every call and every
+//! entry of every FIFO, and stalls, crashes and restarts on command.
+//!
+//! First the plugin itself is proved against the reference host, dockerd 20.10
+//! (`test_plugin_receives_what_dockerd_sends`); then Scribe's plugin driver is checked against
+//! it on a real containerd: many containers through one plugin (by annotation and by the
+//! runtime options), a plugin killed and restarted mid-stream, a stalled plugin in non-blocking
+//! mode beside json-file, a plugin missing at Create, the dual-logging cache of a plugin without
+//! ReadLogs, and names and choices the admin did not allow.
+//!
+//! Scribe's own feature (but for the dockerd test): the tests always run the Scribe runtime.
+//! `SCRIBE_E2E_PLUGIN_CONTAINERS` sets how many containers the first containerd test runs at
+//! once (default 20, the issue's figure).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use scribe_e2e::localfiles::{decode_files, local_files};
+use scribe_e2e::plugin::{PluginEntry, TestPlugin};
+use scribe_e2e::records::{env_usize, LogSetup};
+use scribe_e2e::scribe_cli::scribe_logs;
+use scribe_e2e::*;
+use serde_json::Value;
+
+const PLUGIN_BIN: &str = env!("CARGO_BIN_EXE_scribe-test-plugin");
+
+/// The size of the long line: over six of Docker's 16 KiB pieces.
+const BIG: usize = 100 * 1024;
+/// Docker's piece size for long lines.
+const PIECE: usize = 16 * 1024;
+
+/// A program writing `n` numbered lines to stdout and to stderr, alternately.
+fn numbered(n: usize) -> String {
+    format!("i=1; while [ $i -le {n} ]; do echo \"out $i\"; echo \"err $i\" >&2; i=$((i+1)); done")
+}
+
+/// [`numbered`], then a [`BIG`]-byte line of `a` on stdout.
+fn numbered_and_big(n: usize) -> String {
+    format!(
+        "{}; head -c {BIG} /dev/zero | tr '\\0' a; echo",
+        numbered(n)
+    )
+}
+
+fn want(prefix: &str, n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("{prefix} {i}")).collect()
+}
+
+/// A plugin name no other test or run uses.
+fn plugin_name(what: &str) -> String {
+    format!("scribetp-{what}-{}", std::process::id())
+}
+
+/// The test plugin serving `<dir>/<name>.sock` (`dir` is what `PluginDirs` names), recording
+/// into `<c.dir()>/plugin-out-<name>`.
+fn start_plugin(c: &Containerd, dir: &Path, name: &str, args: &[&str]) -> TestPlugin {
+    TestPlugin::start(
+        PLUGIN_BIN,
+        dir.join(format!("{name}.sock")),
+        c.dir().join(format!("plugin-out-{name}")),
+        args,
+    )
+}
+
+/// Options allowing `plugin` by annotation (beside json-file and local), searched for in `dir`
+/// only, then `extra` TOML.
+fn plugin_setup(c: &Containerd, what: &str, dir: &Path, plugin: &str, extra: &str) -> LogSetup {
+    LogSetup::new(
+        c,
+        what,
+        &format!(
+            "AllowedLogDrivers = [\"json-file\", \"local\", \"{plugin}\"]\nPluginDirs = [\"{}\"]\n{extra}",
+            dir.display()
+        ),
+    )
+}
+
+/// `ctr run --rm --null-io` with annotations `io.scribe.log.<k>=<v>`, then the image, id and
+/// `sh -c prog`.
+fn run(c: &Containerd, logs: &LogSetup, opts: &[(&str, &str)], id: &str, prog: &str) -> CmdOutput {
+    let ann: Vec<String> = opts
+        .iter()
+        .map(|(k, v)| format!("io.scribe.log.{k}={v}"))
+        .collect();
+    let mut args = vec!["--rm", "--null-io"];
+    for a in &ann {
+        args.extend(["--annotation", a.as_str()]);
+    }
+    args.extend([IMAGE, id, "sh", "-c", prog]);
+    c.ctr(&logs.run_args(&args))
+}
+
+/// The partial pieces of `entries` (one long line): Docker's metadata, the same id on every
+/// piece, ordinals 1..n, `last` only on the final one, every piece but the last [`PIECE`]
+/// bytes, and together the `len` bytes of `a`. Returns the piece sizes.
+#[track_caller]
+fn check_pieces(entries: &[PluginEntry], len: usize, who: &str) -> Vec<usize> {
+    let pieces: Vec<&PluginEntry> = entries.iter().filter(|e| e.partial).collect();
+    let sizes: Vec<usize> = pieces.iter().map(|e| e.line.len()).collect();
+    assert_eq!(
+        pieces.len(),
+        len.div_ceil(PIECE),
+        "{who}: pieces of the {len}-byte line: {sizes:?}"
+    );
+    let ids: BTreeSet<&str> = pieces
+        .iter()
+        .map(|e| e.partial_meta.as_ref().map(|m| m.0.as_str()).unwrap_or(""))
+        .collect();
+    assert_eq!(
+        ids.len(),
+        1,
+        "{who}: one partial id for all pieces: {ids:?}"
+    );
+    assert!(!ids.contains(""), "{who}: pieces without a partial id");
+    for (i, e) in pieces.iter().enumerate() {
+        let (_, ordinal, last) = e.partial_meta.clone().expect("metadata");
+        assert_eq!(ordinal, i as i64 + 1, "{who}: piece {i} ordinal");
+        assert_eq!(last, i + 1 == pieces.len(), "{who}: piece {i} last flag");
+        if i + 1 < pieces.len() {
+            assert_eq!(e.line.len(), PIECE, "{who}: piece {i} size");
+        }
+        assert!(
+            e.line.bytes().all(|b| b == b'a'),
+            "{who}: piece {i} content"
+        );
+    }
+    assert_eq!(sizes.iter().sum::<usize>(), len, "{who}: {sizes:?}");
+    sizes
+}
+
+/// The entries that are not pieces of a long line: whole lines, without metadata.
+#[track_caller]
+fn whole_lines(entries: &[PluginEntry], source: &str, who: &str) -> Vec<String> {
+    entries
+        .iter()
+        .filter(|e| e.source == source && !e.partial)
+        .map(|e| {
+            assert!(e.partial_meta.is_none(), "{who}: {e:?}");
+            e.line.clone()
+        })
+        .collect()
+}
+
+/// The calls one host process (a shim, dockerd) made for container `id`: its Activate calls
+/// and the container's own; checks Activate once, then StartLogging then StopLogging, once
+/// each, StopLogging after the FIFO was read cleanly. Returns the StartLogging call.
+#[track_caller]
+fn check_calls(p: &TestPlugin, id: &str) -> Value {
+    let calls = p.calls();
+    let start: Vec<&Value> = calls
+        .iter()
+        .filter(|c| c["method"] == "StartLogging" && c["container_id"] == id)
+        .collect();
+    assert_eq!(start.len(), 1, "{id}: StartLogging calls: {calls:?}");
+    let start = start[0].clone();
+    let pid = start["pid"].as_i64().unwrap_or(0);
+    assert!(pid > 0, "{id}: the caller's pid: {start}");
+    let file = start["file"].as_str().unwrap_or("").to_owned();
+    let mine: Vec<&Value> = calls
+        .iter()
+        .filter(|c| c["pid"].as_i64() == Some(pid))
+        .filter(|c| c["method"] == "Activate" || c["file"].as_str() == Some(file.as_str()))
+        .collect();
+    let methods: Vec<&str> = mine.iter().filter_map(|c| c["method"].as_str()).collect();
+    assert_eq!(
+        methods,
+        ["Activate", "StartLogging", "StopLogging"],
+        "{id}: the calls of its host (pid {pid}), in order"
+    );
+    let stop = mine[2];
+    assert!(stop["error"].is_null(), "{id}: the FIFO's stream: {stop}");
+    start
+}
+
+/// The plugin's own drop counts for `id` in runtime.log: the closing report's total and the
+/// sum of the per-report counts (records of a component naming the plugin driver).
+fn plugin_drops(logs: &LogSetup, id: &str, plugin: &str) -> (Option<u64>, u64) {
+    let records = logs.runtime_records(id);
+    let mine = |r: &&Value| {
+        let comp = r["component"].as_str().unwrap_or("");
+        comp == plugin || comp.contains("plugin") || r.to_string().contains(plugin)
+    };
+    let total = records
+        .iter()
+        .rev()
+        .filter(mine)
+        .find_map(|r| r.get("total_entries_dropped").and_then(Value::as_u64));
+    let sum = records
+        .iter()
+        .filter(mine)
+        .filter_map(|r| r.get("entries_dropped").and_then(Value::as_u64))
+        .sum();
+    (total, sum)
+}
+
+/// Numbered `line N` of `entries` (a stream of whole lines), as a set of the numbers seen.
+fn numbers_seen(entries: &[PluginEntry], prefix: &str) -> BTreeSet<usize> {
+    entries
+        .iter()
+        .filter_map(|e| e.line.strip_prefix(prefix)?.trim().parse().ok())
+        .collect()
+}
+
+#[test]
+fn test_plugin_receives_what_dockerd_sends() {
+    use scribe_e2e::dockerd::{Dockerd, DOCKER_IMAGE};
+    // dockerd looks for legacy plugins only in its fixed places: a unique socket there.
+    let name = plugin_name("dockerd");
+    let dir = PathBuf::from("/run/docker/plugins");
+    let out = PathBuf::from(format!("/tmp/scribe-plugin-{name}"));
+    let _ = std::fs::remove_dir_all(&out);
+    let p = TestPlugin::start(PLUGIN_BIN, dir.join(format!("{name}.sock")), &out, &[]);
+    let d = Dockerd::start();
+    d.import_busybox();
+    let cname = "plugin-ref";
+    let n = 200;
+    let o = d.docker(&[
+        "run",
+        "--name",
+        cname,
+        "--network",
+        "none",
+        "--log-driver",
+        &name,
+        "--log-opt",
+        "test-opt=value1",
+        DOCKER_IMAGE,
+        "sh",
+        "-c",
+        &numbered_and_big(n),
+    ]);
+    assert_eq!(o.code, Some(0), "{o}");
+    let id = d
+        .docker(&["inspect", "-f", "{{.Id}}", cname])
+        .assert_success()
+        .stdout
+        .trim()
+        .to_owned();
+    assert_eq!(id.len(), 64, "{id}");
+    // dockerd stops the logger when the container stops; remove it too.
+    d.docker(&["rm", cname]).assert_success();
+    assert!(
+        wait_until(Duration::from_secs(30), || p
+            .calls_for(&id)
+            .iter()
+            .any(|c| c["method"] == "StopLogging")),
+        "no StopLogging: {:?}",
+        p.calls()
+    );
+    let start = check_calls(&p, &id);
+    let info = &start["info"];
+    assert_eq!(info["Config"]["test-opt"], "value1", "{info}");
+    assert_eq!(info["ContainerName"], format!("/{cname}"), "{info}");
+    assert!(!p.log().contains("bad frame"), "{}", p.log());
+    let entries = p.entries(&id);
+    let out_e: Vec<PluginEntry> = entries
+        .iter()
+        .filter(|e| e.source == "stdout")
+        .cloned()
+        .collect();
+    assert_eq!(whole_lines(&entries, "stdout", "dockerd"), want("out", n));
+    assert_eq!(whole_lines(&entries, "stderr", "dockerd"), want("err", n));
+    let sizes = check_pieces(&out_e, BIG, "dockerd");
+    let stop = p
+        .calls_for(&id)
+        .into_iter()
+        .find(|c| c["method"] == "StopLogging")
+        .expect("StopLogging");
+    assert_eq!(
+        stop["frames"].as_u64(),
+        Some(entries.len() as u64),
+        "{stop}"
+    );
+    eprintln!(
+        "dockerd: {} entries, the {BIG}-byte line in pieces {sizes:?}; calls: {:?}",
+        entries.len(),
+        p.calls()
+            .iter()
+            .map(|c| c["method"].as_str().unwrap_or("").to_owned())
+            .collect::<Vec<_>>()
+    );
+    drop(d);
+    drop(p);
+    let _ = std::fs::remove_dir(&dir);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn many_containers_through_a_plugin_every_line_in_order() {
+    let n = env_usize("SCRIBE_E2E_PLUGIN_CONTAINERS", 20).max(2);
+    let lines = 2000;
+    let c = Containerd::start();
+    let plug = plugin_name("many");
+    let dir = c.dir().join("plugins-many");
+    let p = start_plugin(&c, &dir, &plug, &[]);
+    let by_ann = plugin_setup(&c, "many", &dir, &plug, "");
+    let by_opts = LogSetup::new(
+        &c,
+        "manyopts",
+        &format!(
+            "LogDriver = \"{plug}\"\nPluginDirs = [\"{}\"]\n[LogOpts]\nplugin-opt = \"from-toml\"\n",
+            dir.display()
+        ),
+    );
+    let ids: Vec<String> = (0..n).map(|i| format!("plugin-many-{i:02}")).collect();
+    let prog = numbered_and_big(lines);
+    let t0 = Instant::now();
+    std::thread::scope(|s| {
+        for (i, id) in ids.iter().enumerate() {
+            let (c, prog, plug) = (&c, &prog, &plug);
+            let logs = if i + 1 == n { &by_opts } else { &by_ann };
+            s.spawn(move || {
+                let opts: Vec<(&str, &str)> = if i + 1 == n {
+                    vec![]
+                } else {
+                    vec![("driver", plug.as_str()), ("plugin-opt", "from-annotation")]
+                };
+                let o = run(c, logs, &opts, id, prog);
+                assert_eq!(o.code, Some(0), "{id}: {o}");
+            });
+        }
+    });
+    eprintln!(
+        "{n} containers x {lines} lines x 2 streams through the plugin in {:?}",
+        t0.elapsed()
+    );
+    let mut shims = BTreeSet::new();
+    for (i, id) in ids.iter().enumerate() {
+        let entries = p.entries(id);
+        assert_eq!(
+            whole_lines(&entries, "stdout", id),
+            want("out", lines),
+            "{id}"
+        );
+        assert_eq!(
+            whole_lines(&entries, "stderr", id),
+            want("err", lines),
+            "{id}"
+        );
+        let out_e: Vec<PluginEntry> = entries
+            .iter()
+            .filter(|e| e.source == "stdout")
+            .cloned()
+            .collect();
+        check_pieces(&out_e, BIG, id);
+        assert!(
+            out_e.last().is_some_and(|e| e.partial),
+            "{id}: the long line comes last"
+        );
+        let start = check_calls(&p, id);
+        shims.insert(start["pid"].as_i64().unwrap_or(0));
+        let info = &start["info"];
+        assert_eq!(info["ContainerID"], id.as_str(), "{info}");
+        let opt = if i + 1 == n {
+            "from-toml"
+        } else {
+            "from-annotation"
+        };
+        assert_eq!(info["Config"]["plugin-opt"], opt, "{id}: Config: {info}");
+        // The FIFO and the directory the shim made for it are gone.
+        let fifo = PathBuf::from(start["file"].as_str().unwrap_or(""));
+        assert!(fifo.is_absolute(), "{start}");
+        let parent = fifo.parent().expect("FIFO's directory").to_path_buf();
+        assert!(
+            wait_until(Duration::from_secs(10), || !fifo.exists()
+                && !parent.exists()),
+            "{id}: left behind: FIFO {} exists={}, its directory {} exists={}",
+            fifo.display(),
+            fifo.exists(),
+            parent.display(),
+            parent.exists()
+        );
+    }
+    assert_eq!(shims.len(), n, "one shim per container: {shims:?}");
+    assert_eq!(p.count("Activate"), n, "Activate once per shim");
+    assert_eq!(p.count("StartLogging"), n);
+    assert_eq!(p.count("StopLogging"), n);
+    c.assert_clean();
+}
+
+#[test]
+fn plugin_killed_and_restarted_mid_stream_never_blocks_the_container() {
+    let c = Containerd::start();
+    let plug = plugin_name("kill");
+    let dir = c.dir().join("plugins-kill");
+    let mut p = start_plugin(&c, &dir, &plug, &[]);
+    let logs = plugin_setup(&c, "kill", &dir, &plug, "");
+    let total = 3000;
+    let script = format!(
+        "i=1; while [ $i -le {total} ]; do echo \"line $i\"; \
+         [ $((i % 100)) -eq 0 ] && usleep 100000; i=$((i+1)); done"
+    );
+    // The same program with json-file only: the normal time.
+    let t0 = Instant::now();
+    let o = run(
+        &c,
+        &logs,
+        &[("driver", "json-file")],
+        "plugin-kill-base",
+        &script,
+    );
+    assert_eq!(o.code, Some(0), "{o}");
+    let normal = t0.elapsed();
+    let id = "plugin-kill";
+    let (o, took) = std::thread::scope(|s| {
+        let run = s.spawn(|| {
+            let t0 = Instant::now();
+            let o = run(&c, &logs, &[("driver", plug.as_str())], id, &script);
+            (o, t0.elapsed())
+        });
+        assert!(
+            p.wait_entries(id, Duration::from_secs(60), |e| e.len() >= 500),
+            "no entries before the kill"
+        );
+        p.kill();
+        std::thread::sleep(Duration::from_millis(500));
+        p.restart(&[]);
+        run.join().expect("ctr thread")
+    });
+    assert_eq!(o.code, Some(0), "{o}");
+    eprintln!("kill: the container took {took:?} (json-file only: {normal:?})");
+    assert!(
+        took < normal + Duration::from_secs(5),
+        "the container was held up by the plugin's crash: {took:?} against {normal:?}"
+    );
+    // Logging resumed: the last line came through the restarted plugin.
+    assert!(
+        p.wait_entries(id, Duration::from_secs(30), |e| e
+            .iter()
+            .any(|e| e.line == format!("line {total}"))),
+        "logging did not resume after the restart: {} entries",
+        p.entries(id).len()
+    );
+    assert!(p.count("Activate") >= 2, "re-activated: {:?}", p.calls());
+    let seen = numbers_seen(&p.entries(id), "line ");
+    let missing = total - seen.len();
+    let closed = || plugin_drops(&logs, id, &plug).0;
+    assert!(
+        wait_until(Duration::from_secs(30), || closed().is_some()),
+        "no closing drop report of the plugin in runtime.log: {:?}",
+        logs.runtime_records(id)
+    );
+    let (total_dropped, per_record) = plugin_drops(&logs, id, &plug);
+    eprintln!("kill: {} of {total} lines arrived, {missing} missing, runtime.log: {total_dropped:?} dropped", seen.len());
+    assert_eq!(
+        total_dropped,
+        Some(missing as u64),
+        "runtime.log must count exactly the lines missing: {:?}",
+        logs.runtime_records(id)
+    );
+    assert_eq!(per_record, missing as u64, "{:?}", logs.runtime_records(id));
+    c.assert_clean();
+}
+
+#[test]
+fn stalled_plugin_non_blocking_drops_are_counted_and_json_file_keeps_every_line() {
+    let c = Containerd::start();
+    let plug = plugin_name("stall");
+    let dir = c.dir().join("plugins-stall");
+    let p = start_plugin(&c, &dir, &plug, &["--stalled"]);
+    let logs = plugin_setup(&c, "stall", &dir, &plug, "");
+    let id = "plugin-stall";
+    let lines = 300_000;
+    let pad = "x".repeat(90);
+    let script = format!("seq 1 {lines} | sed 's/$/ {pad}/'");
+    let driver = format!("json-file,{plug}");
+    let t0 = Instant::now();
+    let o = run(
+        &c,
+        &logs,
+        &[
+            ("driver", &driver),
+            ("mode", "non-blocking"),
+            ("max-buffer-size", "64k"),
+        ],
+        id,
+        &script,
+    );
+    let took = t0.elapsed();
+    assert_eq!(o.code, Some(0), "{o}");
+    eprintln!("stall: the container ran and was deleted in {took:?} with the plugin stalled");
+    let entries = logs.json_entries(id);
+    assert_eq!(entries.len(), lines, "json-file must keep every line");
+    assert!(entries
+        .last()
+        .is_some_and(|e| e.log == format!("{lines} {pad}\n")));
+    // The plugin reads again: whatever is still in its FIFO arrives.
+    p.resume();
+    let closed = || plugin_drops(&logs, id, &plug).0;
+    assert!(
+        wait_until(Duration::from_secs(60), || closed().is_some()),
+        "no closing drop report of the plugin in runtime.log: {:?}",
+        logs.runtime_records(id)
+    );
+    let (dropped, per_record) = plugin_drops(&logs, id, &plug);
+    let dropped = dropped.expect("closing report");
+    assert!(dropped > 0, "a stalled plugin must have cost something");
+    let rest = lines - dropped as usize;
+    p.wait_entries(id, Duration::from_secs(60), |e| e.len() >= rest);
+    // Stable: nothing more comes.
+    std::thread::sleep(Duration::from_millis(500));
+    let delivered = p.entries(id).len() as u64;
+    eprintln!("stall: {delivered} delivered, {dropped} dropped of {lines}");
+    assert_eq!(
+        delivered + dropped,
+        lines as u64,
+        "delivered {delivered} + dropped {dropped} must be every line"
+    );
+    assert_eq!(per_record, dropped, "{:?}", logs.runtime_records(id));
+    c.assert_clean();
+}
+
+#[test]
+fn plugin_missing_at_create_the_container_runs_and_logging_resumes() {
+    let c = Containerd::start();
+    let plug = plugin_name("late");
+    let dir = c.dir().join("plugins-late");
+    std::fs::create_dir_all(&dir).expect("mkdir plugin dir");
+    let logs = plugin_setup(&c, "late", &dir, &plug, "");
+    let id = "plugin-late";
+    let driver = format!("json-file,{plug}");
+    let prog = "seq 1 200; sleep 3; seq 201 400; echo done";
+    let mut plugin = None;
+    let o = std::thread::scope(|s| {
+        let run = s.spawn(|| run(&c, &logs, &[("driver", &driver)], id, prog));
+        assert!(
+            wait_until(Duration::from_secs(30), || std::fs::read_to_string(
+                logs.json_log(id)
+            )
+            .is_ok_and(|t| t.contains("\"200\\n\""))),
+            "the container did not run while its plugin was missing"
+        );
+        plugin = Some(start_plugin(&c, &dir, &plug, &[]));
+        run.join().expect("ctr thread")
+    });
+    assert_eq!(o.code, Some(0), "{o}");
+    let p = plugin.expect("plugin");
+    assert!(
+        p.wait_entries(id, Duration::from_secs(30), |e| e
+            .iter()
+            .any(|e| e.line == "done")),
+        "logging did not start when the plugin appeared: {:?}",
+        p.calls()
+    );
+    let seen = numbers_seen(&p.entries(id), "");
+    assert!(
+        (201..=400).all(|i| seen.contains(&i)),
+        "lines written after the plugin appeared are missing: {seen:?}"
+    );
+    let closed = || plugin_drops(&logs, id, &plug).0;
+    assert!(
+        wait_until(Duration::from_secs(30), || closed().is_some()),
+        "no closing drop report of the plugin in runtime.log: {:?}",
+        logs.runtime_records(id)
+    );
+    let (dropped, _) = plugin_drops(&logs, id, &plug);
+    let delivered = p.entries(id).len() as u64;
+    eprintln!("late: {delivered} delivered, {dropped:?} dropped of 401");
+    assert_eq!(
+        delivered + dropped.unwrap_or(0),
+        401,
+        "every line delivered or counted"
+    );
+    // The plugin's absence was reported, naming it.
+    let warned = logs
+        .runtime_records(id)
+        .iter()
+        .any(|r| (r["level"] == "warn" || r["level"] == "error") && r.to_string().contains(&plug));
+    assert!(warned, "{:?}", logs.runtime_records(id));
+    assert_eq!(logs.json_entries(id).len(), 401, "json-file has every line");
+    c.assert_clean();
+}
+
+#[test]
+fn plugin_without_read_logs_gets_a_cache_that_scribe_logs_reads() {
+    let c = Containerd::start();
+    let plug = plugin_name("cache");
+    let dir = c.dir().join("plugins-cache");
+    let p = start_plugin(&c, &dir, &plug, &[]);
+    let logs = plugin_setup(&c, "cache", &dir, &plug, "");
+    let id = "plugin-cache";
+    let n = 500;
+    let o = run(&c, &logs, &[("driver", plug.as_str())], id, &numbered(n));
+    assert_eq!(o.code, Some(0), "{o}");
+    let entries = p.entries(id);
+    assert_eq!(whole_lines(&entries, "stdout", id), want("out", n));
+    assert_eq!(whole_lines(&entries, "stderr", id), want("err", n));
+    assert!(p.count("Capabilities") >= 1, "{:?}", p.calls());
+    // The cache: every line, with its stream.
+    let cdir = logs.container_dir(id);
+    let files = local_files(&cdir, "container-cached.log");
+    assert_eq!(
+        files,
+        [cdir.join("container-cached.log")],
+        "the cache's files"
+    );
+    let cached = decode_files(&files);
+    let of = |source: &str| -> Vec<String> {
+        cached
+            .iter()
+            .filter(|e| e.source == source)
+            .map(|e| String::from_utf8_lossy(&e.line).into_owned())
+            .collect()
+    };
+    assert_eq!(of("stdout"), want("out", n));
+    assert_eq!(of("stderr"), want("err", n));
+    assert!(!logs.json_log(id).exists(), "only the plugin and its cache");
+    let text = |l: Vec<String>| l.iter().map(|l| format!("{l}\n")).collect::<String>();
+    let o = scribe_logs(&c, &logs, &[id]);
+    assert_eq!(o.code, Some(0), "scribe logs: {}", o.stderr);
+    assert!(o.stdout == text(want("out", n)), "stdout: {}", o.stdout);
+    assert!(o.stderr == text(want("err", n)), "stderr: {}", o.stderr);
+    let last5 = &cached[cached.len() - 5..];
+    let o = scribe_logs(&c, &logs, &["--tail", "5", id]);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert_eq!(
+        o.stdout,
+        scribe_e2e::localfiles::stream_text(last5, "stdout")
+    );
+    c.assert_clean();
+}
+
+#[test]
+fn plugin_names_and_choices_only_as_the_admin_allows() {
+    let c = Containerd::start();
+    let plug = plugin_name("allow");
+    let dir = c.dir().join("plugins-allow");
+    let p = start_plugin(&c, &dir, &plug, &[]);
+    let refused = |logs: &LogSetup, id: &str, driver: &str, words: &[&str]| {
+        let o = run(&c, logs, &[("driver", driver)], id, "echo must-not-run");
+        o.assert_failure();
+        for w in words {
+            assert!(o.stderr.contains(w), "the error must name {w:?}: {o}");
+        }
+    };
+    // Hostile names, even where the admin listed them.
+    let hostile = LogSetup::new(
+        &c,
+        "hostile",
+        &format!(
+            "AllowedLogDrivers = [\"json-file\", \"../x\", \"a/b\"]\nPluginDirs = [\"{}\"]\n",
+            dir.display()
+        ),
+    );
+    refused(
+        &hostile,
+        "dotdot",
+        "../x",
+        &["io.scribe.log.driver", "../x"],
+    );
+    refused(&hostile, "slash", "a/b", &["io.scribe.log.driver", "a/b"]);
+    refused(
+        &hostile,
+        "slashbuiltin",
+        "json-file,a/b",
+        &["io.scribe.log.driver", "a/b"],
+    );
+    // A working plugin the admin did not allow, by annotation: refused, never started.
+    let closed = LogSetup::new(
+        &c,
+        "closed",
+        &format!(
+            "AllowedLogDrivers = [\"json-file\"]\nPluginDirs = [\"{}\"]\n",
+            dir.display()
+        ),
+    );
+    refused(
+        &closed,
+        "notallowed",
+        &plug,
+        &["io.scribe.log.driver", &plug, "AllowedLogDrivers"],
+    );
+    refused(
+        &closed,
+        "notallowed2",
+        &format!("json-file,{plug}"),
+        &["io.scribe.log.driver", &plug, "AllowedLogDrivers"],
+    );
+    assert_eq!(p.count("StartLogging"), 0, "{:?}", p.calls());
+    // The same plugin, allowed: it works.
+    let open = plugin_setup(&c, "open", &dir, &plug, "");
+    let o = run(
+        &c,
+        &open,
+        &[("driver", plug.as_str())],
+        "allowed",
+        "echo hello",
+    );
+    assert_eq!(o.code, Some(0), "{o}");
+    let lines: Vec<String> = p.entries("allowed").into_iter().map(|e| e.line).collect();
+    assert_eq!(lines, ["hello"]);
+    assert!(c.containers().is_empty(), "{:?}", c.containers());
+    c.assert_clean();
+}
