@@ -303,7 +303,7 @@ fn test_plugin_receives_what_dockerd_sends() {
 }
 
 #[test]
-fn many_containers_through_a_plugin_every_line_in_order() {
+fn plugin_host_many_containers_through_a_plugin_every_line_in_order() {
     let n = env_usize("SCRIBE_E2E_PLUGIN_CONTAINERS", 20).max(2);
     let lines = 2000;
     let c = Containerd::start();
@@ -396,7 +396,7 @@ fn many_containers_through_a_plugin_every_line_in_order() {
 }
 
 #[test]
-fn plugin_killed_and_restarted_mid_stream_never_blocks_the_container() {
+fn plugin_host_killed_and_restarted_mid_stream_never_blocks_the_container() {
     let c = Containerd::start();
     let plug = plugin_name("kill");
     let dir = c.dir().join("plugins-kill");
@@ -467,7 +467,7 @@ fn plugin_killed_and_restarted_mid_stream_never_blocks_the_container() {
 }
 
 #[test]
-fn stalled_plugin_non_blocking_drops_are_counted_and_json_file_keeps_every_line() {
+fn plugin_host_stalled_plugin_non_blocking_drops_are_counted_and_json_file_keeps_every_line() {
     let c = Containerd::start();
     let plug = plugin_name("stall");
     let dir = c.dir().join("plugins-stall");
@@ -525,7 +525,7 @@ fn stalled_plugin_non_blocking_drops_are_counted_and_json_file_keeps_every_line(
 }
 
 #[test]
-fn plugin_missing_at_create_the_container_runs_and_logging_resumes() {
+fn plugin_host_missing_at_create_the_container_runs_and_logging_resumes() {
     let c = Containerd::start();
     let plug = plugin_name("late");
     let dir = c.dir().join("plugins-late");
@@ -579,7 +579,7 @@ fn plugin_missing_at_create_the_container_runs_and_logging_resumes() {
 }
 
 #[test]
-fn plugin_without_read_logs_gets_a_cache_that_scribe_logs_reads() {
+fn plugin_host_without_read_logs_gets_a_cache_that_scribe_logs_reads() {
     let c = Containerd::start();
     let plug = plugin_name("cache");
     let dir = c.dir().join("plugins-cache");
@@ -628,7 +628,7 @@ fn plugin_without_read_logs_gets_a_cache_that_scribe_logs_reads() {
 }
 
 #[test]
-fn plugin_names_and_choices_only_as_the_admin_allows() {
+fn plugin_host_names_and_choices_only_as_the_admin_allows() {
     let c = Containerd::start();
     let plug = plugin_name("allow");
     let dir = c.dir().join("plugins-allow");
