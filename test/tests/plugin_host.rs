@@ -218,6 +218,167 @@ fn numbers_seen(entries: &[PluginEntry], prefix: &str) -> BTreeSet<usize> {
         .collect()
 }
 
+/// One HTTP/1.1 `POST path` with a JSON body on `conn` (kept open, as dockerd's client does);
+/// returns the status and the JSON body of the reply.
+fn post(conn: &mut std::os::unix::net::UnixStream, path: &str, body: &str) -> (u16, Value) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: plugin.moby.localhost\r\nAccept: application/vnd.docker.plugins.v1.2+json\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(req.as_bytes()).expect("send request");
+    let mut r = BufReader::new(conn.try_clone().expect("dup"));
+    let mut status_line = String::new();
+    r.read_line(&mut status_line).expect("status line");
+    let status: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let mut len = 0;
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h).expect("header");
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                len = v.trim().parse().expect("Content-Length");
+            }
+        }
+    }
+    let mut b = vec![0; len];
+    r.read_exact(&mut b).expect("body");
+    assert!(r.buffer().is_empty(), "more than one reply");
+    (status, serde_json::from_slice(&b).expect("JSON reply"))
+}
+
+/// A FIFO made and opened the way a host does (O_RDWR|O_NONBLOCK before StartLogging).
+fn host_fifo(path: &Path) -> std::fs::File {
+    use std::os::unix::fs::OpenOptionsExt;
+    let c = std::ffi::CString::new(path.to_str().expect("utf-8")).expect("path");
+    // SAFETY: a valid C string.
+    assert_eq!(
+        unsafe { libc::mkfifo(c.as_ptr(), 0o600) },
+        0,
+        "mkfifo {}",
+        path.display()
+    );
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .expect("open FIFO")
+}
+
+/// `n` frames `line <first..first+n>` on stdout, written whole (the FIFO has room).
+fn write_frames(f: &mut std::fs::File, first: usize, n: usize) {
+    use std::io::Write;
+    let mut buf = Vec::new();
+    for i in first..first + n {
+        let line = format!("line {i}");
+        let e = scribe_io::localfmt::EntryRef {
+            source: "stdout",
+            time_nano: 1_700_000_000_000_000_000 + i as i64,
+            line: line.as_bytes(),
+            partial: false,
+            partial_meta: None,
+        };
+        scribe_io::plugin::frame::encode_frame(&e, &mut buf);
+    }
+    f.write_all(&buf).expect("write frames");
+}
+
+/// The test plugin on its own, driven like a host: keep-alive calls, StopLogging only after
+/// the FIFO was read, stalled and resumed by signal, crashing after N frames, restarted on the
+/// stale socket. No containerd: this is the tool the host tests rely on.
+#[test]
+fn test_plugin_stalls_crashes_and_restarts_on_command() {
+    use std::os::unix::net::UnixStream;
+    let dir = PathBuf::from(format!("/tmp/scribe-plugin-self-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let sock = dir.join("self.sock");
+    let mut p = TestPlugin::start(
+        PLUGIN_BIN,
+        &sock,
+        dir.join("out"),
+        &["--crash-after-frames", "150"],
+    );
+    let mut conn = UnixStream::connect(&sock).expect("connect");
+    let (st, v) = post(&mut conn, "/Plugin.Activate", "");
+    assert_eq!(
+        (st, &v["Implements"]),
+        (200, &serde_json::json!(["LogDriver"]))
+    );
+    let (st, v) = post(&mut conn, "/LogDriver.Capabilities", "null");
+    assert_eq!((st, &v["Cap"]["ReadLogs"]), (200, &Value::Bool(false)));
+    let start = |conn: &mut UnixStream, fifo: &Path, id: &str| {
+        let body =
+            serde_json::json!({"File": fifo, "Info": {"ContainerID": id, "ContainerArgs": null}});
+        let (st, v) = post(conn, "/LogDriver.StartLogging", &body.to_string());
+        assert_eq!((st, v["Err"].as_str()), (200, Some("")), "{v}");
+    };
+    // Everything written before StopLogging is read before it answers.
+    let f1 = dir.join("fifo1");
+    let mut w1 = host_fifo(&f1);
+    start(&mut conn, &f1, "c1");
+    write_frames(&mut w1, 1, 100);
+    let (st, _) = post(
+        &mut conn,
+        "/LogDriver.StopLogging",
+        &serde_json::json!({"File": f1}).to_string(),
+    );
+    assert_eq!(st, 200);
+    let lines: Vec<String> = p.entries("c1").into_iter().map(|e| e.line).collect();
+    assert_eq!(
+        lines,
+        (1..=100).map(|i| format!("line {i}")).collect::<Vec<_>>()
+    );
+    let stop = p
+        .calls()
+        .into_iter()
+        .find(|c| c["method"] == "StopLogging")
+        .expect("stop");
+    assert_eq!(
+        (stop["frames"].as_u64(), &stop["error"]),
+        (Some(100), &Value::Null)
+    );
+    assert_eq!(
+        stop["pid"].as_i64(),
+        Some(std::process::id() as i64),
+        "the caller's pid"
+    );
+    // Stalled: nothing is read until it resumes.
+    let f2 = dir.join("fifo2");
+    let mut w2 = host_fifo(&f2);
+    p.stall();
+    start(&mut conn, &f2, "c2");
+    write_frames(&mut w2, 1, 10);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(p.entries("c2").is_empty(), "read while stalled");
+    p.resume();
+    assert!(p.wait_entries("c2", Duration::from_secs(10), |e| e.len() == 10));
+    // 110 frames so far: the 150th ends it (status 3), after writing it.
+    write_frames(&mut w2, 11, 100);
+    assert!(
+        wait_until(Duration::from_secs(10), || p.exited()),
+        "no crash"
+    );
+    assert_eq!(p.entries("c2").len(), 50);
+    assert!(sock.exists(), "a crash leaves its socket");
+    // Restarted on the stale socket: it answers again.
+    p.restart(&[]);
+    let mut conn = UnixStream::connect(&sock).expect("connect after restart");
+    assert_eq!(post(&mut conn, "/Plugin.Activate", "").0, 200);
+    assert_eq!(p.count("Activate"), 2);
+    drop(p);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn test_plugin_receives_what_dockerd_sends() {
     use scribe_e2e::dockerd::{Dockerd, DOCKER_IMAGE};
