@@ -104,6 +104,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             subdirs: ["bench", "bench"],
             tag: &info,
             reporter: Some(Arc::new(Print)),
+            container: None,
         };
         let log = Arc::new(FluentdLog::open(&opts, Mode::Blocking, &ctx)?);
         let drivers = Drivers::new(vec![log.clone() as Arc<dyn LogDriver>], 16 * 1024);

@@ -139,9 +139,15 @@ async fn serve(flags: &Flags) -> Result<(), String> {
     }
     // Network drivers (fluentd) may still hold output of removed containers (fluentd was away):
     // give them a bounded time, then count and report what is left.
-    let senders = scribe_io::drivers::fluentd::all_finished();
+    // Logging plugins too: their tasks write what is queued, call StopLogging and remove the
+    // FIFOs. Both kinds share the one grace period.
+    let senders = async {
+        scribe_io::drivers::fluentd::all_finished().await;
+        scribe_io::drivers::plugin::all_finished().await;
+    };
     if tokio::time::timeout(DRIVER_GRACE, senders).await.is_err() {
         scribe_io::drivers::fluentd::abandon_all("the shim is exiting");
+        scribe_io::drivers::plugin::abandon_all("the shim is exiting");
     }
     Ok(())
 }

@@ -10,12 +10,17 @@
 //! freely, but a driver only among `AllowedLogDrivers` (or the TOML's own `LogDriver`), and an
 //! address (anything that makes the shim reach a host resource) only among
 //! `AllowedLogAddresses` (or the TOML's own value for that option).
+//!
+//! A driver name that is not built in is a Docker logging plugin: an annotation may choose it
+//! only when it is in `AllowedLogDrivers` (the same rule), and where plugins are looked for
+//! (`PluginDirs`) is only ever the options' setting.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use scribe_io::drivers::local::CacheOptions;
 use scribe_io::drivers::registry::{self, Chosen};
+use scribe_io::plugin::discovery::SearchPath;
 
 use crate::options::Settings;
 
@@ -26,11 +31,20 @@ const RUNTIME_LOG_ANNOTATION: &str = "io.scribe.runtime-log";
 /// Annotations that carry the image reference (CRI, and containerd's own when set).
 const IMAGE_ANNOTATIONS: [&str; 2] = ["io.kubernetes.cri.image-name", "io.containerd.image.name"];
 
+/// CRI's annotations of a container's and its pod's names (containerd's CRI plugin sets them).
+const CRI_CONTAINER_NAME: &str = "io.kubernetes.cri.container-name";
+const CRI_POD_NAME: &str = "io.kubernetes.cri.sandbox-name";
+const CRI_POD_NAMESPACE: &str = "io.kubernetes.cri.sandbox-namespace";
+/// nerdctl's annotation of the container's name (`--name`).
+const NERDCTL_NAME: &str = "nerdctl/name";
+
 /// What a container's config.json says that Scribe uses.
 #[derive(Debug, Default, Clone)]
 pub struct SpecInfo {
     pub annotations: BTreeMap<String, String>,
     pub args: Option<Vec<String>>,
+    /// `process.env` (given to a logging plugin only when its options ask for it).
+    pub env: Vec<String>,
 }
 
 impl SpecInfo {
@@ -50,6 +64,47 @@ impl SpecInfo {
                 .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
                 .unwrap_or_default(),
             args: spec.args().cloned(),
+            env: spec.env().cloned().unwrap_or_default(),
+        }
+    }
+
+    /// The container's name as its creator gave it: nerdctl's `--name`, CRI's container name;
+    /// `None` when no annotation carries one (the id is used then).
+    pub fn name(&self) -> Option<String> {
+        [NERDCTL_NAME, CRI_CONTAINER_NAME]
+            .iter()
+            .find_map(|k| self.annotations.get(*k).filter(|v| !v.is_empty()).cloned())
+    }
+
+    /// What a logging plugin's StartLogging is told about the container (`Info`), from what
+    /// the annotations and config.json say: the name (see [`SpecInfo::name`], else `id`), the
+    /// image reference, the labels dockerd's Kubernetes integration set for a pod's container
+    /// (`io.kubernetes.pod.name`, `io.kubernetes.pod.namespace`, `io.kubernetes.container.name`,
+    /// from CRI's annotations), the entrypoint and args, the environment (the driver sends it
+    /// only when an option asks for it) and `created` (RFC 3339).
+    pub fn plugin_info(&self, id: &str, created: String) -> scribe_io::plugin::proto::Info {
+        let mut labels = BTreeMap::new();
+        for (label, annotation) in [
+            ("io.kubernetes.pod.name", CRI_POD_NAME),
+            ("io.kubernetes.pod.namespace", CRI_POD_NAMESPACE),
+            ("io.kubernetes.container.name", CRI_CONTAINER_NAME),
+        ] {
+            if let Some(v) = self.annotations.get(annotation).filter(|v| !v.is_empty()) {
+                labels.insert(label.to_string(), v.clone());
+            }
+        }
+        let args = self.args.clone().unwrap_or_default();
+        scribe_io::plugin::proto::Info {
+            container_id: id.to_string(),
+            container_name: format!("/{}", self.name().unwrap_or_else(|| id.to_string())),
+            container_entrypoint: args.first().cloned().unwrap_or_default(),
+            container_args: args.iter().skip(1).cloned().collect(),
+            container_image_name: self.image().unwrap_or_default(),
+            container_created: created,
+            container_env: self.env.clone(),
+            container_labels: labels,
+            daemon_name: "scribe".to_string(),
+            ..Default::default()
         }
     }
 
@@ -123,7 +178,8 @@ pub fn resolve(settings: &Settings, spec: &SpecInfo) -> Result<LogConfig, String
         }
     }
     let from_annotations = |k: &str| a.contains_key(&format!("{OPT_PREFIX}{k}"));
-    let drivers = registry::resolve(&names, &opts, from_annotations)?;
+    let plugins = SearchPath::from_dirs(&settings.plugin_dirs);
+    let drivers = registry::resolve_with(&names, &opts, from_annotations, &plugins)?;
     let cache = registry::resolve_cache(&opts)?;
     let flag = |key: &str, default: bool| match a.get(key).map(String::as_str) {
         None => Ok(default),
@@ -178,6 +234,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             args: None,
+            env: Vec::new(),
         }
     }
 
@@ -314,5 +371,74 @@ mod tests {
         let s = spec(&[("io.kubernetes.cri.image-name", "busybox:1")]);
         assert_eq!(s.image().as_deref(), Some("busybox:1"));
         assert_eq!(SpecInfo::default().image(), None);
+    }
+
+    #[test]
+    fn plugins_by_annotation_only_when_allowed_and_dirs_only_from_options() {
+        let mut s = Settings::defaults("ns");
+        let choose = ("io.scribe.log.driver", "json-file,loki");
+        let e = resolve(&s, &spec(&[choose])).unwrap_err();
+        assert!(e.contains("loki") && e.contains("AllowedLogDrivers"), "{e}");
+        s.allowed_log_drivers.push("loki".into());
+        s.plugin_dirs = vec!["/srv/plugins".into()];
+        let c = resolve(
+            &s,
+            &spec(&[
+                choose,
+                ("io.scribe.log.loki-url", "http://l:3100"),
+                ("io.scribe.log.plugin-dirs", "/tmp"),
+            ]),
+        )
+        .unwrap();
+        let registry::DriverConfig::Plugin(p) = &c.drivers[1].config else {
+            panic!("{:?}", c.drivers);
+        };
+        assert_eq!(p.name, "loki");
+        // The search path is the options' only; an annotation's "plugin-dirs" is just an
+        // option handed to the plugin.
+        assert_eq!(p.search.socket_dirs, [PathBuf::from("/srv/plugins")]);
+        assert_eq!(
+            p.config.get("loki-url").map(String::as_str),
+            Some("http://l:3100")
+        );
+        assert_eq!(
+            p.config.get("plugin-dirs").map(String::as_str),
+            Some("/tmp")
+        );
+        // A bad plugin name is an error naming it, even from the admin.
+        s.log_driver = "a/b".into();
+        let e = resolve(&s, &SpecInfo::default()).unwrap_err();
+        assert!(e.contains("a/b"), "{e}");
+    }
+
+    #[test]
+    fn plugin_info_from_cri_and_nerdctl_annotations() {
+        let mut cri = spec(&[
+            ("io.kubernetes.cri.container-name", "app"),
+            ("io.kubernetes.cri.sandbox-name", "web-1"),
+            ("io.kubernetes.cri.sandbox-namespace", "prod"),
+            ("io.kubernetes.cri.image-name", "docker.io/library/nginx:1"),
+        ]);
+        cri.args = Some(vec!["nginx".into(), "-g".into(), "daemon off;".into()]);
+        cri.env = vec!["A=1".into()];
+        let i = cri.plugin_info("c1", "2026-12-02T00:00:00Z".into());
+        assert_eq!(i.container_id, "c1");
+        assert_eq!(i.container_name, "/app");
+        assert_eq!(i.container_image_name, "docker.io/library/nginx:1");
+        assert_eq!(i.container_entrypoint, "nginx");
+        assert_eq!(i.container_args, ["-g", "daemon off;"]);
+        assert_eq!(i.container_env, ["A=1"]);
+        assert_eq!(i.container_labels["io.kubernetes.pod.name"], "web-1");
+        assert_eq!(i.container_labels["io.kubernetes.pod.namespace"], "prod");
+        assert_eq!(i.container_created, "2026-12-02T00:00:00Z");
+        assert_eq!(i.daemon_name, "scribe");
+        let n = spec(&[("nerdctl/name", "db")]);
+        assert_eq!(n.plugin_info("c2", String::new()).container_name, "/db");
+        assert_eq!(
+            SpecInfo::default()
+                .plugin_info("c3", String::new())
+                .container_name,
+            "/c3"
+        );
     }
 }

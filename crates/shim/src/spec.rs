@@ -12,7 +12,7 @@ use std::path::Path;
 use oci_spec::runtime::LinuxResources;
 use serde::Deserialize;
 
-/// The parts of config.json Scribe reads (annotations, `process.args`); the rest of the spec is
+/// The parts of config.json Scribe reads (annotations, `process.args`, `process.env`); the rest of the spec is
 /// left to the runtime. Not `oci_spec::runtime::Spec`: its `Process` validates `execCPUAffinity`
 /// with the `regex` crate, whose tables alone raised every idle shim's USS from 290 to 452 KiB
 /// (relocated pointers; docs/dependencies.md has the measurement).
@@ -24,11 +24,14 @@ pub struct Spec {
     process: Option<ProcessArgs>,
 }
 
-/// `process.args`, the only field of `process` Scribe reads.
+/// `process.args` and `process.env`, the fields of `process` Scribe reads (env only for a
+/// logging plugin whose options ask for it).
 #[derive(Debug, Default, Deserialize)]
 struct ProcessArgs {
     #[serde(default)]
     args: Option<Vec<String>>,
+    #[serde(default)]
+    env: Option<Vec<String>>,
 }
 
 impl Spec {
@@ -40,6 +43,11 @@ impl Spec {
     /// `process.args`.
     pub fn args(&self) -> Option<&Vec<String>> {
         self.process.as_ref().and_then(|p| p.args.as_ref())
+    }
+
+    /// `process.env`.
+    pub fn env(&self) -> Option<&Vec<String>> {
+        self.process.as_ref().and_then(|p| p.env.as_ref())
     }
 }
 

@@ -17,6 +17,7 @@ pub mod json_file;
 pub mod local;
 pub mod mode;
 pub mod partial;
+pub mod plugin;
 pub mod registry;
 
 use std::fmt::Debug;
@@ -119,6 +120,9 @@ pub struct OpenContext<'a> {
     pub tag: &'a TagInfo,
     /// Where reports go (also logged in the shim's own log by the driver).
     pub reporter: Option<Arc<dyn DriverReporter>>,
+    /// What the shim knows of the container for a logging plugin's StartLogging (name, image,
+    /// labels, entrypoint, args, creation time, environment); `None`: built from `tag`.
+    pub container: Option<&'a crate::plugin::proto::Info>,
 }
 
 impl Debug for OpenContext<'_> {

@@ -4,6 +4,12 @@
 //! container; Scribe takes a list). Each key must be understood by at least one chosen driver
 //! (or be a common key: `mode`, `max-buffer-size`, the dual-logging cache's `cache-*`); each
 //! driver is given only its own keys.
+//!
+//! Any other name is a Docker logging plugin ([`super::plugin`]): its name must be valid, and it
+//! is given (as Docker gives a plugin the container's log-opts) every key no chosen built-in
+//! driver understands, `mode` and `max-buffer-size` included, except the runtime's defaults for
+//! built-in drivers this container did not choose and the cache's `cache-*`. With a plugin
+//! chosen, keys no built-in driver knows are the plugin's, not errors.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,9 +17,11 @@ use std::sync::Arc;
 use super::fluentd::{self, FluentdLog, FluentdOptions};
 use super::json_file::JsonLog;
 use super::local::{self, CacheOptions, LocalOptions, CACHE_KEYS};
+use super::plugin::{PluginLog, PluginOptions};
 use super::{LogDriver, Mode, OpenContext, MODE_KEYS};
 use crate::framing::DEFAULT_MAX_LINE;
 use crate::jsonfile::{self, JsonFileOptions, JsonFileWriter};
+use crate::plugin::discovery::{validate_name, SearchPath};
 
 /// The names of the built-in drivers (`none` turns logging off and cannot be combined).
 pub const BUILT_IN: &[&str] = &["json-file", "local", "fluentd"];
@@ -40,6 +48,8 @@ pub enum DriverConfig {
     Local(LocalOptions),
     /// Docker's `fluentd`.
     Fluentd(FluentdOptions),
+    /// A Docker logging plugin.
+    Plugin(PluginOptions),
 }
 
 /// A chosen driver, its options and its mode.
@@ -89,40 +99,63 @@ pub fn parse_list(list: &str) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
-/// Resolves `names` (from [`parse_list`]) with the container's options. Unknown drivers are
-/// errors naming them; so are keys for which `strict(key)` holds (the container's own options)
-/// that no chosen driver understands, and keys no built-in driver understands at all. Other
-/// keys (the runtime's defaults for drivers this container did not choose) are ignored.
+/// Resolves `names` (from [`parse_list`]) with the container's options, plugins searched in
+/// dockerd's directories. See [`resolve_with`].
 pub fn resolve(
     names: &[String],
     opts: &BTreeMap<String, String>,
     strict: impl Fn(&str) -> bool,
 ) -> Result<Vec<Chosen>, String> {
-    let mut keys_of = Vec::with_capacity(names.len());
+    resolve_with(names, opts, strict, &SearchPath::default())
+}
+
+/// Resolves `names` (from [`parse_list`]) with the container's options; a name that is not built
+/// in is a plugin, looked for in `plugins` (found when opened). Bad plugin names are errors
+/// naming them; so are keys for which `strict(key)` holds (the container's own options) that no
+/// chosen driver understands, and, when no plugin is chosen, keys no built-in driver understands
+/// at all. Other keys (the runtime's defaults for drivers this container did not choose) are
+/// ignored.
+pub fn resolve_with(
+    names: &[String],
+    opts: &BTreeMap<String, String>,
+    strict: impl Fn(&str) -> bool,
+    plugins: &SearchPath,
+) -> Result<Vec<Chosen>, String> {
+    let mut keys_of: Vec<Option<&[&str]>> = Vec::with_capacity(names.len());
     for name in names {
-        let keys = option_keys(name).ok_or_else(|| {
-            format!(
-                "unknown log driver {name:?}: expected {} or none",
-                BUILT_IN.join(", ")
-            )
-        })?;
+        let keys = option_keys(name);
+        if keys.is_none() {
+            validate_name(name).map_err(|e| {
+                format!(
+                    "log driver {name:?} is not built in ({}) and not a valid plugin name: {e}",
+                    BUILT_IN.join(", ")
+                )
+            })?;
+        }
         keys_of.push(keys);
     }
+    let has_plugin = keys_of.iter().any(Option::is_none);
     let known_anywhere = |k: &str| {
         BUILT_IN
             .iter()
             .any(|n| option_keys(n).is_some_and(|keys| keys.contains(&k)))
     };
+    let chosen_builtin = |k: &str| keys_of.iter().flatten().any(|keys| keys.contains(&k));
     for (k, v) in opts {
         let common = MODE_KEYS.contains(&k.as_str()) || CACHE_KEYS.contains(&k.as_str());
-        let chosen = keys_of.iter().any(|keys| keys.contains(&k.as_str()));
-        if !common && !known_anywhere(k) {
+        if common || has_plugin && strict(k) {
+            continue;
+        }
+        if !known_anywhere(k) {
+            if has_plugin {
+                continue;
+            }
             return Err(format!(
                 "unknown log option {k:?}: no log driver ({}) has it",
                 BUILT_IN.join(", ")
             ));
         }
-        if !common && !chosen && strict(k) {
+        if !chosen_builtin(k) && strict(k) {
             return Err(if names.is_empty() {
                 format!("log option {k}={v:?} given but no log driver is on")
             } else {
@@ -142,10 +175,28 @@ pub fn resolve(
         )
         .map_err(|e| e.to_string())?
     };
+    // A plugin's options: what no chosen built-in driver takes (see the module doc).
+    let plugin_config: BTreeMap<String, String> = opts
+        .iter()
+        .filter(|(k, _)| {
+            let k = k.as_str();
+            !CACHE_KEYS.contains(&k)
+                && !chosen_builtin(k)
+                && (strict(k) || !known_anywhere(k) || MODE_KEYS.contains(&k))
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     names
         .iter()
         .zip(keys_of)
         .map(|(name, keys)| {
+            let Some(keys) = keys else {
+                let p = PluginOptions::new(name, plugins.clone(), plugin_config.clone())?;
+                return Ok(Chosen {
+                    config: DriverConfig::Plugin(p),
+                    mode,
+                });
+            };
             let own = opts
                 .iter()
                 .filter(|(k, _)| keys.contains(&k.as_str()))
@@ -166,12 +217,13 @@ pub fn resolve(
 }
 
 impl Chosen {
-    /// The driver's name.
-    pub fn name(&self) -> &'static str {
-        match self.config {
+    /// The driver's name (a plugin's own).
+    pub fn name(&self) -> &str {
+        match &self.config {
             DriverConfig::JsonFile(_) => super::json_file::NAME,
             DriverConfig::Local(_) => local::NAME,
             DriverConfig::Fluentd(_) => fluentd::NAME,
+            DriverConfig::Plugin(p) => &p.name,
         }
     }
 
@@ -199,6 +251,12 @@ impl Chosen {
                 let [ns, id] = ctx.subdirs;
                 let log = FluentdLog::open(opts, self.mode, ctx)
                     .map_err(|e| format!("fluentd driver of {ns}/{id}: {e}"))?;
+                Ok(Arc::new(log))
+            }
+            DriverConfig::Plugin(opts) => {
+                let [ns, id] = ctx.subdirs;
+                let log = PluginLog::open(opts, self.mode, ctx)
+                    .map_err(|e| format!("log plugin {} of {ns}/{id}: {e}", opts.name))?;
                 Ok(Arc::new(log))
             }
         }
@@ -264,8 +322,8 @@ mod tests {
         assert!(e.contains("no log driver"), "{e}");
         // The runtime's default for a driver this container did not choose is ignored.
         assert!(resolve(&[], &opts(&[("max-size", "1m")]), |_| false).is_ok());
-        let e = resolve(&parse_list("syslog").unwrap(), &opts(&[]), all).unwrap_err();
-        assert!(e.contains("syslog"), "{e}");
+        let e = resolve(&parse_list("sys/log").unwrap(), &opts(&[]), all).unwrap_err();
+        assert!(e.contains("sys/log"), "{e}");
         let e = resolve(&names, &opts(&[("max-buffer-size", "1m")]), all).unwrap_err();
         assert!(e.contains("max-buffer-size"), "{e}");
     }
@@ -306,5 +364,61 @@ mod tests {
         assert_eq!(c.file.max_size, 1_000_000);
         let e = resolve_cache(&opts(&[("cache-compress", "nope")])).unwrap_err();
         assert!(e.contains("cache-compress"), "{e}");
+    }
+
+    #[test]
+    fn plugins_take_the_keys_no_chosen_driver_takes() {
+        let all = |_: &str| true;
+        let c = resolve(
+            &parse_list("json-file,loki").unwrap(),
+            &opts(&[
+                ("max-size", "1m"),
+                ("loki-url", "http://l:3100"),
+                ("mode", "non-blocking"),
+                ("cache-disabled", "true"),
+            ]),
+            all,
+        )
+        .unwrap();
+        assert_eq!(c[1].name(), "loki");
+        let DriverConfig::Plugin(p) = &c[1].config else {
+            panic!("{c:?}");
+        };
+        assert_eq!(
+            p.config,
+            opts(&[("loki-url", "http://l:3100"), ("mode", "non-blocking")])
+        );
+        assert_eq!(p.search, SearchPath::default());
+        // A runtime default for a built-in driver not chosen is not the plugin's.
+        let c = resolve(
+            &parse_list("loki").unwrap(),
+            &opts(&[("max-file", "3"), ("tag", "x")]),
+            |k| k == "tag",
+        )
+        .unwrap();
+        let DriverConfig::Plugin(p) = &c[0].config else {
+            panic!("{c:?}");
+        };
+        assert_eq!(p.config, opts(&[("tag", "x")]));
+        // Bad plugin names and bad common options are errors naming them.
+        for bad in ["../x", "a b", ".p"] {
+            let e = resolve(&[bad.to_string()], &opts(&[]), all).unwrap_err();
+            assert!(e.contains(bad), "{e}");
+        }
+        let e = resolve(
+            &parse_list("loki").unwrap(),
+            &opts(&[("mode", "fast")]),
+            all,
+        )
+        .unwrap_err();
+        assert!(e.contains("mode"), "{e}");
+        // Without a plugin, unknown keys are still errors.
+        let e = resolve(
+            &parse_list("local").unwrap(),
+            &opts(&[("loki-url", "x")]),
+            all,
+        )
+        .unwrap_err();
+        assert!(e.contains("loki-url"), "{e}");
     }
 }

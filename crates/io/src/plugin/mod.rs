@@ -7,5 +7,7 @@
 //! JSON bodies with the field names dockerd's Go structs use, and accepts what real plugins
 //! answer where the docs differ (`Cap` around Capabilities, `LoggingDriver` in Activate).
 
+pub mod client;
+pub mod discovery;
 pub mod frame;
 pub mod proto;

@@ -69,6 +69,12 @@ pub struct Settings {
     /// Admin-only; empty: none.
     #[serde(default)]
     pub allowed_log_addresses: Vec<String>,
+    /// Where Docker logging plugins are looked for (`PluginDirs`): each directory is searched
+    /// for `<name>.sock`, `<name>/<name>.sock`, `<name>.spec` and `<name>.json`, in place of
+    /// dockerd's `/run/docker/plugins`, `/etc/docker/plugins` and `/usr/lib/docker/plugins`
+    /// (empty: dockerd's). Admin-only: it names host paths the root shim connects to.
+    #[serde(default)]
+    pub plugin_dirs: Vec<String>,
     /// Owner given to the stdio pipes the container's processes get (user namespaces).
     #[serde(default)]
     pub io_uid: u32,
@@ -146,6 +152,7 @@ impl Settings {
             log_opts: BTreeMap::new(),
             allowed_log_drivers: default_allowed_log_drivers(),
             allowed_log_addresses: Vec::new(),
+            plugin_dirs: Vec::new(),
             io_uid: 0,
             io_gid: 0,
             criu_path: String::new(),
@@ -265,6 +272,8 @@ struct TomlOptions {
     allowed_log_drivers: Option<Vec<String>>,
     #[serde(rename = "AllowedLogAddresses")]
     allowed_log_addresses: Option<Vec<String>>,
+    #[serde(rename = "PluginDirs")]
+    plugin_dirs: Option<Vec<String>>,
     #[serde(rename = "IoUid")]
     io_uid: Option<u32>,
     #[serde(rename = "IoGid")]
@@ -333,6 +342,14 @@ impl Settings {
         }
         if let Some(v) = o.allowed_log_addresses {
             self.allowed_log_addresses = v;
+        }
+        if let Some(v) = o.plugin_dirs {
+            if let Some(bad) = v.iter().find(|d| !d.starts_with('/')) {
+                return Err(format!(
+                    "PluginDirs entries must be absolute paths, got {bad:?}"
+                ));
+            }
+            self.plugin_dirs = v;
         }
         if let Some(v) = o.io_uid {
             self.io_uid = v;

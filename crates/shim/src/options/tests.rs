@@ -241,3 +241,13 @@ fn the_example_options_file_is_valid() {
     assert_eq!(s.log_retention_secs, 86_400);
     assert_eq!(s.log_retention_max_size, 1 << 30);
 }
+
+#[test]
+fn plugin_dirs_from_the_toml_only_absolute() {
+    let mut s = Settings::defaults("ns");
+    s.apply_toml("PluginDirs = [\"/srv/plugins\", \"/run/p\"]")
+        .unwrap();
+    assert_eq!(s.plugin_dirs, ["/srv/plugins", "/run/p"]);
+    let e = s.apply_toml("PluginDirs = [\"rel\"]").unwrap_err();
+    assert!(e.contains("PluginDirs") && e.contains("rel"), "{e}");
+}

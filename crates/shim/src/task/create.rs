@@ -201,11 +201,17 @@ impl Tasks {
         let reporter = p.runtime_log.as_ref().map(|sink| {
             Arc::new(RuntimeLogReporter::new(id, sink.clone())) as Arc<dyn DriverReporter>
         });
+        // What a logging plugin is told of the container (only plugins read it).
+        let container = p.spec.plugin_info(
+            id,
+            scribe_io::timefmt::rfc3339_nano(std::time::SystemTime::now()),
+        );
         let ctx = OpenContext {
             root: &p.logs.json_root,
             subdirs: [self.namespace.as_str(), id],
             tag: &info,
             reporter,
+            container: Some(&container),
         };
         // Then the dual-logging cache, when none of the drivers reads back.
         let list = registry::open_all(&p.logs.drivers, &p.logs.cache, &ctx).map_err(fail)?;

@@ -43,6 +43,7 @@ fn open(pairs: &[(&str, &str)], mode: Mode, reporter: Arc<Collect>) -> FluentdLo
         subdirs: ["ns", "c1"],
         tag: &info,
         reporter: Some(reporter),
+        container: None,
     };
     FluentdLog::open(&opts, mode, &ctx).unwrap()
 }

@@ -49,6 +49,7 @@ fn ctx<'a>(root: &'a Path, tag: &'a TagInfo, r: Option<Arc<Collect>>) -> OpenCon
         subdirs: ["ns", "c1"],
         tag,
         reporter: r.map(|r| r as Arc<dyn DriverReporter>),
+        container: None,
     }
 }
 
