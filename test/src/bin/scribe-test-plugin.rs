@@ -3,7 +3,7 @@
 //! is sent so a test can compare it with what the container wrote.
 //!
 //! Usage: `scribe-test-plugin --socket PATH --out DIR [--discard] [--stalled]
-//! [--crash-after-frames N]`
+//! [--crash-after-frames N] [--crash-mid-frame N]`
 //!
 //! - `/Plugin.Activate` answers `{"Implements": ["LogDriver"]}`; `/LogDriver.Capabilities`
 //!   answers `{"Cap": {"ReadLogs": false}}` (so a host keeps its own cache for reading back);
@@ -20,7 +20,9 @@
 //!   that FIFO and `error` when its stream was malformed or cut inside a frame.
 //! - Commands: SIGUSR1 stalls (no FIFO is read), SIGUSR2 resumes, `--stalled` starts stalled;
 //!   SIGTERM and SIGKILL end it at once (the default actions); `--crash-after-frames N` exits
-//!   with status 3 right after writing the Nth frame (all FIFOs together).
+//!   with status 3 right after writing the Nth frame (all FIFOs together);
+//!   `--crash-mid-frame N` exits with status 3 after taking the size and half the body of
+//!   frame N+1 out of its FIFO (so the host finds a cut frame).
 //! - Frames are read one at a time (size, then body), so a crash loses at most the frame being
 //!   read. `--discard`: frames are counted, not written, and read in large chunks (for
 //!   benchmarks); `calls.jsonl` still is written.
@@ -59,6 +61,7 @@ struct Config {
     out: PathBuf,
     discard: bool,
     crash_after: Option<u64>,
+    crash_mid: Option<u64>,
 }
 
 fn parse_args() -> Result<(Config, bool), String> {
@@ -67,6 +70,7 @@ fn parse_args() -> Result<(Config, bool), String> {
     let mut discard = false;
     let mut stalled = false;
     let mut crash_after = None;
+    let mut crash_mid = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
@@ -82,6 +86,13 @@ fn parse_args() -> Result<(Config, bool), String> {
                         .map_err(|e| format!("--crash-after-frames {v:?}: {e}"))?,
                 );
             }
+            "--crash-mid-frame" => {
+                let v = value("--crash-mid-frame")?;
+                crash_mid = Some(
+                    v.parse()
+                        .map_err(|e| format!("--crash-mid-frame {v:?}: {e}"))?,
+                );
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -91,6 +102,7 @@ fn parse_args() -> Result<(Config, bool), String> {
             out: out.ok_or("--out is required")?,
             discard,
             crash_after,
+            crash_mid,
         },
         stalled,
     ))
@@ -496,6 +508,16 @@ fn read_fifo(p: &Plugin, file: &str, id: &str) -> (u64, u64, Option<String>) {
                 .saturating_sub(buf.len())
                 .clamp(1, chunk.len())
         };
+        // `--crash-mid-frame N`: after N frames, take the next one's size and half its body
+        // out of the FIFO, then die: the host sees a cut frame.
+        let cut_here =
+            p.cfg.crash_mid.is_some() && p.cfg.crash_mid == Some(p.frames.load(Ordering::SeqCst));
+        let want = if cut_here && buf.len() >= SIZE_LEN {
+            let size = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+            (size / 2).max(1)
+        } else {
+            want
+        };
         let got = match fifo.read(&mut chunk[..want]) {
             Ok(0) => {
                 let rest =
@@ -508,6 +530,11 @@ fn read_fifo(p: &Plugin, file: &str, id: &str) -> (u64, u64, Option<String>) {
         };
         bytes += got as u64;
         buf.extend_from_slice(&chunk[..got]);
+        if cut_here && buf.len() > SIZE_LEN {
+            eprintln!("scribe-test-plugin: crashing inside frame {}", frames + 1);
+            // SAFETY: ends the process at once, as a crash would.
+            unsafe { libc::_exit(3) };
+        }
         let mut at = 0;
         loop {
             match decode_frame(&buf[at..]) {
