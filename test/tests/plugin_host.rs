@@ -174,6 +174,21 @@ fn check_calls(p: &TestPlugin, id: &str) -> Value {
     start
 }
 
+/// Waits (30 s) until the plugin answered a StopLogging for container `id`: the shim answers
+/// containerd's Delete first and finishes its plugin drivers on its way out, so `ctr run --rm`
+/// may return while the last frames are still on their way.
+#[track_caller]
+fn wait_stopped(p: &TestPlugin, id: &str) {
+    assert!(
+        wait_until(Duration::from_secs(30), || p
+            .calls_for(id)
+            .iter()
+            .any(|c| c["method"] == "StopLogging")),
+        "{id}: no StopLogging within 30 s of the delete: {:?}",
+        p.calls_for(id)
+    );
+}
+
 /// The plugin's own drop counts for `id` in runtime.log: the closing report's total and the
 /// sum of the per-report counts (records of a component naming the plugin driver).
 fn plugin_drops(logs: &LogSetup, id: &str, plugin: &str) -> (Option<u64>, u64) {
@@ -504,17 +519,30 @@ fn plugin_host_many_containers_through_a_plugin_every_line_in_order() {
     );
     let mut shims = BTreeSet::new();
     for (i, id) in ids.iter().enumerate() {
+        let logs = if i + 1 == n { &by_opts } else { &by_ann };
+        wait_stopped(&p, id);
         let entries = p.entries(id);
-        assert_eq!(
-            whole_lines(&entries, "stdout", id),
-            want("out", lines),
-            "{id}"
-        );
-        assert_eq!(
-            whole_lines(&entries, "stderr", id),
-            want("err", lines),
-            "{id}"
-        );
+        let why = || {
+            format!(
+                "calls: {:?}\nruntime.log: {}",
+                p.calls_for(id),
+                std::fs::read_to_string(logs.runtime_log(id)).unwrap_or_default()
+            )
+        };
+        for (source, prefix) in [("stdout", "out"), ("stderr", "err")] {
+            let got = whole_lines(&entries, source, id);
+            let first_bad = got
+                .iter()
+                .zip(want(prefix, lines))
+                .position(|(a, b)| *a != b);
+            assert!(
+                got == want(prefix, lines),
+                "{id} {source}: {} lines of {lines}, first difference at {first_bad:?}, last {:?}\n{}",
+                got.len(),
+                got.last(),
+                why()
+            );
+        }
         let out_e: Vec<PluginEntry> = entries
             .iter()
             .filter(|e| e.source == "stdout")
@@ -786,6 +814,7 @@ fn plugin_host_without_read_logs_gets_a_cache_that_scribe_logs_reads() {
     let n = 500;
     let o = run(&c, &logs, &[("driver", plug.as_str())], id, &numbered(n));
     assert_eq!(o.code, Some(0), "{o}");
+    wait_stopped(&p, id);
     let entries = p.entries(id);
     assert_eq!(whole_lines(&entries, "stdout", id), want("out", n));
     assert_eq!(whole_lines(&entries, "stderr", id), want("err", n));
@@ -886,6 +915,7 @@ fn plugin_host_names_and_choices_only_as_the_admin_allows() {
         "echo hello",
     );
     assert_eq!(o.code, Some(0), "{o}");
+    wait_stopped(&p, "allowed");
     let lines: Vec<String> = p.entries("allowed").into_iter().map(|e| e.line).collect();
     assert_eq!(lines, ["hello"]);
     assert!(c.containers().is_empty(), "{:?}", c.containers());
