@@ -385,11 +385,30 @@ fn test_plugin_stalls_crashes_and_restarts_on_command() {
     );
     assert_eq!(p.entries("c2").len(), 50);
     assert!(sock.exists(), "a crash leaves its socket");
-    // Restarted on the stale socket: it answers again.
-    p.restart(&[]);
+    // Restarted on the stale socket, counting only: it answers again, reads everything and
+    // writes no entries.
+    p.restart(&["--discard"]);
     let mut conn = UnixStream::connect(&sock).expect("connect after restart");
     assert_eq!(post(&mut conn, "/Plugin.Activate", "").0, 200);
     assert_eq!(p.count("Activate"), 2);
+    let f3 = dir.join("fifo3");
+    let mut w3 = host_fifo(&f3);
+    start(&mut conn, &f3, "c3");
+    write_frames(&mut w3, 1, 1000);
+    let (st, _) = post(
+        &mut conn,
+        "/LogDriver.StopLogging",
+        &serde_json::json!({"File": f3}).to_string(),
+    );
+    assert_eq!(st, 200);
+    let stop = p
+        .calls()
+        .into_iter()
+        .rev()
+        .find(|c| c["method"] == "StopLogging")
+        .expect("stop");
+    assert_eq!(stop["frames"].as_u64(), Some(1000), "{stop}");
+    assert!(p.entries("c3").is_empty(), "--discard writes no entries");
     drop(p);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -751,25 +770,52 @@ fn plugin_host_stalled_plugin_non_blocking_drops_are_counted_and_json_file_keeps
 
 #[test]
 fn plugin_host_missing_at_create_the_container_runs_and_logging_resumes() {
+    missing_at_create(200, "", &[]);
+}
+
+/// More output while the plugin is missing than the driver may buffer (`mode=non-blocking`,
+/// `max-buffer-size=64k`): the container is not held up, what did not fit is dropped and
+/// counted.
+#[test]
+fn plugin_host_missing_at_create_drops_what_does_not_fit_and_counts_it() {
+    missing_at_create(
+        100_000,
+        &"x".repeat(90),
+        &[("mode", "non-blocking"), ("max-buffer-size", "64k")],
+    );
+}
+
+/// A container whose plugin appears only after it wrote `before` lines (each followed by
+/// `pad`): it runs anyway, the lines written after the plugin came all arrive, and every line
+/// is either delivered or counted dropped in runtime.log.
+fn missing_at_create(before: usize, pad: &str, opts: &[(&str, &str)]) {
     let c = Containerd::start();
-    let plug = plugin_name("late");
+    let plug = plugin_name(if pad.is_empty() { "late" } else { "latebig" });
     let dir = c.dir().join("plugins-late");
     std::fs::create_dir_all(&dir).expect("mkdir plugin dir");
     let logs = plugin_setup(&c, "late", &dir, &plug, "");
     let id = "plugin-late";
     let driver = format!("json-file,{plug}");
-    let prog = "seq 1 200; sleep 3; seq 201 400; echo done";
+    let total = before + 201;
+    let prog = format!(
+        "seq 1 {before} | sed 's/$/ {pad}/'; sleep 3; seq {} {}; echo done",
+        before + 1,
+        before + 200
+    );
     let mut plugin = None;
     let o = std::thread::scope(|s| {
-        let run = s.spawn(|| run(&c, &logs, &[("driver", &driver)], id, prog));
+        let mut all = vec![("driver", driver.as_str())];
+        all.extend_from_slice(opts);
+        let (c, logs, prog) = (&c, &logs, &prog);
+        let run = s.spawn(move || run(c, logs, &all, id, prog));
         assert!(
             wait_until(Duration::from_secs(30), || std::fs::read_to_string(
                 logs.json_log(id)
             )
-            .is_ok_and(|t| t.contains("\"200\\n\""))),
+            .is_ok_and(|t| t.contains(&format!("\"{before} {pad}\\n\"")))),
             "the container did not run while its plugin was missing"
         );
-        plugin = Some(start_plugin(&c, &dir, &plug, &[]));
+        plugin = Some(start_plugin(c, &dir, &plug, &[]));
         run.join().expect("ctr thread")
     });
     assert_eq!(o.code, Some(0), "{o}");
@@ -783,23 +829,38 @@ fn plugin_host_missing_at_create_the_container_runs_and_logging_resumes() {
     );
     let seen = numbers_seen(&p.entries(id), "");
     assert!(
-        (201..=400).all(|i| seen.contains(&i)),
+        (before + 1..=before + 200).all(|i| seen.contains(&i)),
         "lines written after the plugin appeared are missing: {seen:?}"
     );
     // Lines were dropped (then the closing report counts them) or all were kept until the
     // plugin came: which one depends on the buffer; either way each line is accounted for.
-    let (dropped, per_record) = closing_drops(&logs, id, &plug, false);
-    assert_eq!(per_record, dropped, "{:?}", logs.runtime_records(id));
     let delivered = p.entries(id).len() as u64;
-    eprintln!("late: {delivered} delivered, {dropped} dropped of 401");
-    assert_eq!(delivered + dropped, 401, "every line delivered or counted");
+    let (dropped, per_record) = closing_drops(&logs, id, &plug, !pad.is_empty());
+    assert_eq!(per_record, dropped, "{:?}", logs.runtime_records(id));
+    eprintln!("late {before}: {delivered} delivered, {dropped} dropped of {total}");
+    assert_eq!(
+        delivered + dropped,
+        total as u64,
+        "every line delivered or counted"
+    );
+    if !pad.is_empty() {
+        assert!(
+            dropped > 0,
+            "{} MB cannot all wait in the buffer",
+            before * 100 / 1_000_000
+        );
+    }
     // The plugin's absence was reported, naming it.
     let warned = logs
         .runtime_records(id)
         .iter()
         .any(|r| (r["level"] == "warn" || r["level"] == "error") && r.to_string().contains(&plug));
     assert!(warned, "{:?}", logs.runtime_records(id));
-    assert_eq!(logs.json_entries(id).len(), 401, "json-file has every line");
+    assert_eq!(
+        logs.json_entries(id).len(),
+        total,
+        "json-file has every line"
+    );
     c.assert_clean();
 }
 
