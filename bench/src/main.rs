@@ -10,6 +10,7 @@ mod config;
 mod ctr;
 mod idle;
 mod latency;
+mod plugin;
 mod procfs;
 mod reader;
 mod relay;
@@ -166,8 +167,10 @@ fn run_in(cfg: &Config, work: &Path, began: Instant) -> Result<()> {
     std::fs::write(
         &scribe_toml,
         format!(
-            "# scribe-bench\nLogRoot = \"{}\"\nAllowedLogDrivers = [\"json-file\", \"local\", \"none\", \"fluentd\"]\n[LogOpts]\nfluentd-address = \"unix://{}\"\n",
+            "# scribe-bench\nLogRoot = \"{}\"\nAllowedLogDrivers = [\"json-file\", \"local\", \"none\", \"fluentd\", \"{}\"]\nPluginDirs = [\"{}\"]\n[LogOpts]\nfluentd-address = \"unix://{}\"\n",
             log_root.display(),
+            plugin::NAME,
+            plugin::plugin_dir(work).display(),
             relay::fluentd_socket(work).display()
         ),
     )
@@ -452,6 +455,13 @@ fn goals(r: &Report, cfg: &Config) -> Vec<Goal> {
             1.0,
             Better::Lower,
             "s/GiB",
+        ),
+        Goal::check(
+            "log plugin >= 300 MB/s of 100-byte lines through the FIFO",
+            r.value("relay.lines.plugin", "scribe"),
+            300.0,
+            Better::Higher,
+            "MB/s",
         ),
         Goal::check(
             "attaching the FIFO costs json-file <= 10% (json-file + reader / json-file >= 0.9)",

@@ -39,8 +39,10 @@ fn run_timeout(mib: u64) -> Duration {
 /// Cases a runtime cannot do, and why (instead of waiting for a run that never finishes).
 fn unsupported(rt: &str, case: &Case) -> Option<&'static str> {
     match (rt, case.dest) {
-        (_, Dest::JsonFile | Dest::JsonFileAttached | Dest::Local | Dest::Fluentd)
-            if rt != "scribe" =>
+        (
+            _,
+            Dest::JsonFile | Dest::JsonFileAttached | Dest::Local | Dest::Fluentd | Dest::Plugin,
+        ) if rt != "scribe" =>
         {
             Some("log drivers are Scribe's own")
         }
@@ -69,6 +71,9 @@ enum Dest {
     Fluentd,
     /// Docker's `local` driver.
     Local,
+    /// A Docker logging plugin (a minimal one that discards frames, [`crate::plugin`]; the
+    /// dual-logging cache off, so the row is the plugin driver's own cost).
+    Plugin,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -89,6 +94,7 @@ impl Case {
             (_, Dest::JsonFileAttached) => "relay.lines.json_attached",
             (_, Dest::Local) => "relay.lines.local",
             (_, Dest::Fluentd) => "relay.lines.fluentd",
+            (_, Dest::Plugin) => "relay.lines.plugin",
         }
     }
     fn cpu_id(&self) -> &'static str {
@@ -102,6 +108,7 @@ impl Case {
             (_, Dest::JsonFileAttached) => "cpu.lines.json_attached",
             (_, Dest::Local) => "cpu.lines.local",
             (_, Dest::Fluentd) => "cpu.lines.fluentd",
+            (_, Dest::Plugin) => "cpu.lines.plugin",
         }
     }
     fn label(&self) -> String {
@@ -116,6 +123,7 @@ impl Case {
             Dest::JsonFileAttached => "json-file + attached reader",
             Dest::Local => "local",
             Dest::Fluentd => "fluentd",
+            Dest::Plugin => "log plugin",
         };
         format!("{p} -> {d}")
     }
@@ -200,6 +208,10 @@ pub fn run(ctx: &Ctx, notes: &mut Vec<String>) -> Result<Vec<Row>> {
             producer: Producer::Lines,
             dest: Dest::Fluentd,
         });
+        cases.push(Case {
+            producer: Producer::Lines,
+            dest: Dest::Plugin,
+        });
     }
     let lines_file = ctx.work.join("data/lines");
     eprintln!(
@@ -242,7 +254,11 @@ pub fn run(ctx: &Ctx, notes: &mut Vec<String>) -> Result<Vec<Row>> {
                     if rep == 0
                         && !matches!(
                             case.dest,
-                            Dest::JsonFile | Dest::JsonFileAttached | Dest::Local | Dest::Fluentd
+                            Dest::JsonFile
+                                | Dest::JsonFileAttached
+                                | Dest::Local
+                                | Dest::Fluentd
+                                | Dest::Plugin
                         )
                     {
                         notes.push(format!(
@@ -311,6 +327,26 @@ pub fn run(ctx: &Ctx, notes: &mut Vec<String>) -> Result<Vec<Row>> {
                         let probe = || rx.records() * LINE_LEN as u64;
                         let r =
                             to_file(ctx, rt, &id, &opts, &cmd, &sock, expect, None, Some(&probe));
+                        let _ = std::fs::remove_dir_all(&dir);
+                        r
+                    }
+                    Dest::Plugin => {
+                        let dir = ctx.log_root.join(ctx.c.namespace()).join(&id);
+                        let pdir = crate::plugin::plugin_dir(&ctx.work);
+                        let plugin = crate::plugin::DiscardPlugin::start(&pdir)?;
+                        opts.push("--null-io".into());
+                        for a in [
+                            format!("io.scribe.log.driver={}", crate::plugin::NAME),
+                            "io.scribe.log.cache-disabled=true".to_string(),
+                        ] {
+                            opts.push("--annotation".into());
+                            opts.push(a);
+                        }
+                        let sock = pdir.join(format!("{}.sock", crate::plugin::NAME));
+                        let probe = || plugin.frames() * LINE_LEN as u64;
+                        let r =
+                            to_file(ctx, rt, &id, &opts, &cmd, &sock, expect, None, Some(&probe));
+                        drop(plugin);
                         let _ = std::fs::remove_dir_all(&dir);
                         r
                     }
@@ -393,6 +429,9 @@ pub fn run(ctx: &Ctx, notes: &mut Vec<String>) -> Result<Vec<Row>> {
         }
         if matches!(case.dest, Dest::JsonFile | Dest::Local) {
             tp.note("MB/s of input lines; Scribe only");
+        }
+        if case.dest == Dest::Plugin {
+            tp.note("MB/s of input lines counted as frames read from the FIFO by a discarding plugin (unix socket); Scribe only");
         }
         if case.dest == Dest::Fluentd {
             tp.note("MB/s of input lines counted at a forward-protocol receiver (unix socket); Scribe only");

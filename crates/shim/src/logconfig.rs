@@ -141,6 +141,18 @@ pub fn resolve(settings: &Settings, spec: &SpecInfo) -> Result<LogConfig, String
         Some(_) => format!("{DRIVER_ANNOTATION}: {e}"),
         None => format!("LogDriver: {e}"),
     })?;
+    // A name that is not built in is a plugin: it must be a valid plugin name.
+    for name in &names {
+        if registry::option_keys(name).is_none() {
+            scribe_io::plugin::discovery::validate_name(name).map_err(|e| {
+                let source = match from_annotation {
+                    Some(_) => format!("annotation {DRIVER_ANNOTATION}={list:?}"),
+                    None => format!("LogDriver {list:?}"),
+                };
+                format!("{source}: log driver {name:?} is not built in ({}) and not a valid plugin name: {e}", registry::BUILT_IN.join(", "))
+            })?;
+        }
+    }
     if from_annotation.is_some() {
         let admin = registry::parse_list(&settings.log_driver).unwrap_or_default();
         for name in &names {
