@@ -927,7 +927,8 @@ fn plugin_host_names_and_choices_only_as_the_admin_allows() {
             assert!(o.stderr.contains(w), "the error must name {w:?}: {o}");
         }
     };
-    // Hostile names, even where the admin listed them.
+    // Hostile names, even where the admin listed them: refused naming the annotation, the name
+    // and why.
     let hostile = LogSetup::new(
         &c,
         "hostile",
@@ -936,13 +937,23 @@ fn plugin_host_names_and_choices_only_as_the_admin_allows() {
             dir.display()
         ),
     );
-    refused(&hostile, "dotdot", "../x", &["\"../x\"", "plugin name"]);
-    refused(&hostile, "slash", "a/b", &["\"a/b\"", "plugin name"]);
+    refused(
+        &hostile,
+        "dotdot",
+        "../x",
+        &["io.scribe.log.driver", "\"../x\"", "plugin name"],
+    );
+    refused(
+        &hostile,
+        "slash",
+        "a/b",
+        &["io.scribe.log.driver", "\"a/b\"", "plugin name"],
+    );
     refused(
         &hostile,
         "slashbuiltin",
         "json-file,a/b",
-        &["\"a/b\"", "plugin name"],
+        &["io.scribe.log.driver", "\"a/b\"", "plugin name"],
     );
     // A working plugin the admin did not allow, by annotation: refused, never started.
     let closed = LogSetup::new(
