@@ -596,6 +596,28 @@ fn plugin_host_many_containers_through_a_plugin_every_line_in_order() {
             parent.exists()
         );
     }
+    // The FIFOs' directories sit in one per namespace: nothing of any container is left in it.
+    let fifo_of = |id: &str| {
+        PathBuf::from(
+            p.calls_for(id)
+                .iter()
+                .find_map(|c| c["file"].as_str().map(str::to_owned))
+                .unwrap_or_default(),
+        )
+    };
+    let ns_dir = fifo_of(&ids[0])
+        .ancestors()
+        .nth(2)
+        .expect("namespace directory")
+        .to_path_buf();
+    let left: Vec<String> = std::fs::read_dir(&ns_dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left in {}: {left:?}", ns_dir.display());
     assert_eq!(shims.len(), n, "one shim per container: {shims:?}");
     assert_eq!(p.count("Activate"), n, "Activate once per shim");
     assert_eq!(p.count("StartLogging"), n);
