@@ -98,6 +98,8 @@ struct Session {
     ledger: Ledger,
     /// An idle connection to the plugin: its end means the plugin died (or closed it).
     watch: Option<Conn>,
+    /// When the watch connection was made.
+    watch_since: Instant,
     pid: Option<i32>,
 }
 
@@ -115,8 +117,18 @@ async fn watch_closed(watch: &mut Option<Conn>) {
 enum Event {
     Wrote,
     WatchEnded,
+    /// The FIFO has held unread frames for [`PROBE_EVERY`]: is the plugin still there?
+    Probe,
     Died,
 }
+
+/// A watch connection the plugin closes sooner than this is not kept (see [`still_alive`]).
+pub const WATCH_MIN_LIFE: Duration = Duration::from_secs(1);
+
+/// While the FIFO holds frames the plugin has not read, how often Scribe checks that the plugin
+/// still answers on its socket (a plugin on TCP has no watch connection that tells its death,
+/// and a unix one may have none if it was refused).
+pub const PROBE_EVERY: Duration = Duration::from_secs(2);
 
 /// The task: runs until the driver is closed and everything is written (or dropped).
 pub(super) async fn run(
@@ -171,9 +183,11 @@ pub(super) async fn run(
                 Event::Died
             } else {
                 let wake = shared.wake.notified();
+                let unread = fifo::pending(s.fifo.get_ref()).is_ok_and(|n| n > 0);
                 tokio::select! {
                     _ = wake => continue,
                     _ = watch_closed(&mut s.watch) => Event::WatchEnded,
+                    _ = tokio::time::sleep(PROBE_EVERY), if unread => Event::Probe,
                 }
             }
         } else {
@@ -200,6 +214,7 @@ pub(super) async fn run(
                     }
                 },
                 _ = watch_closed(&mut s.watch) => Event::WatchEnded,
+                _ = tokio::time::sleep(PROBE_EVERY) => Event::Probe,
             }
         };
         match event {
@@ -212,6 +227,11 @@ pub(super) async fn run(
             }
             Event::WatchEnded => {
                 if !still_alive(s).await {
+                    died(&shared, &opts, &dir, &mut session, &mut pending).await;
+                }
+            }
+            Event::Probe => {
+                if !answers(s).await {
                     died(&shared, &opts, &dir, &mut session, &mut pending).await;
                 }
             }
@@ -288,6 +308,7 @@ async fn start(
         fifo_path: f.path,
         ledger: Ledger::default(),
         watch,
+        watch_since: Instant::now(),
         pid,
     })
 }
@@ -296,21 +317,41 @@ async fn start(
 /// connection)? Re-arms the watch when so.
 async fn still_alive(s: &mut Session) -> bool {
     tokio::time::sleep(Duration::from_millis(20)).await;
-    match Conn::connect(&s.addr).await {
+    let alive = match Conn::connect(&s.addr).await {
         Ok(c) => {
             let pid = c.peer_pid();
-            if pid.is_some() && pid == s.pid {
+            // TCP has no pid: no way to tell; the probes cover it.
+            let same = pid.is_none() || pid == s.pid;
+            if same {
                 s.watch = Some(c);
-                return true;
             }
-            if pid.is_none() {
-                // TCP: no way to tell; keep watching the new connection.
-                s.watch = Some(c);
-                return true;
-            }
-            false
+            same
         }
         Err(_) => false,
+    };
+    if alive && s.watch_since.elapsed() < WATCH_MIN_LIFE {
+        // The plugin closes idle connections: watching would reconnect in a loop. The probes
+        // (while the FIFO holds unread frames) are left to notice its death.
+        log::info!(
+            "log plugin at {} closes idle connections; relying on probes",
+            s.addr
+        );
+        s.watch = None;
+    }
+    s.watch_since = Instant::now();
+    alive
+}
+
+/// The probe: the plugin's socket still answers, and (unix) from the same process.
+async fn answers(s: &Session) -> bool {
+    match tokio::time::timeout(Duration::from_secs(1), Conn::connect(&s.addr)).await {
+        Ok(Ok(c)) => match (c.peer_pid(), s.pid) {
+            (Some(now), Some(was)) => now == was,
+            _ => true,
+        },
+        // Slow to accept is not dead.
+        Err(_) => true,
+        Ok(Err(_)) => false,
     }
 }
 

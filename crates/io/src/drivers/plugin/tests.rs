@@ -39,6 +39,17 @@ struct Fake {
 impl Fake {
     /// Serves at `sock`; the FIFO reader dies after reading `die_after` bytes.
     fn start(sock: &Path, seen: Arc<Mutex<Seen>>, die_after: Option<usize>) -> Fake {
+        Fake::start_with(sock, seen, die_after, false)
+    }
+
+    /// [`Fake::start`]; with `close_idle`, connections that send nothing for 50 ms are closed
+    /// (as a server with a short read timeout does).
+    fn start_with(
+        sock: &Path,
+        seen: Arc<Mutex<Seen>>,
+        die_after: Option<usize>,
+        close_idle: bool,
+    ) -> Fake {
         let l = UnixListener::bind(sock).unwrap();
         l.set_nonblocking(true).unwrap();
         let dead = Arc::new(AtomicBool::new(false));
@@ -55,6 +66,10 @@ impl Fake {
                 match l.accept() {
                     Ok((conn, _)) => {
                         conn.set_nonblocking(false).unwrap();
+                        if close_idle {
+                            conn.set_read_timeout(Some(Duration::from_millis(50)))
+                                .unwrap();
+                        }
                         c.lock().unwrap().push(conn.try_clone().unwrap());
                         let (s, d, r) = (s.clone(), d.clone(), readers.clone());
                         std::thread::spawn(move || serve(conn, s, d, r, die_after));
@@ -92,7 +107,11 @@ fn serve(
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let (head, len) = loop {
-        let Ok(n) = conn.read(&mut chunk) else { return };
+        let Ok(n) = conn.read(&mut chunk) else {
+            // An idle connection timed out (close_idle): closed for the peer too.
+            let _ = conn.shutdown(std::net::Shutdown::Both);
+            return;
+        };
         if n == 0 {
             return;
         }
@@ -435,6 +454,16 @@ async fn a_missing_plugin_is_found_later() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_plugin_dying_mid_frame_loses_exactly_that_frame() {
+    dying_mid_frame(false).await;
+}
+
+/// The same with a plugin that closes idle connections: no watch, the probe notices.
+#[tokio::test(flavor = "current_thread")]
+async fn a_plugin_closing_idle_connections_is_probed() {
+    dying_mid_frame(true).await;
+}
+
+async fn dying_mid_frame(close_idle: bool) {
     let s = setup();
     let sock = s.plugins.join("crashy.sock");
     let seen = Arc::new(Mutex::new(Seen::default()));
@@ -449,8 +478,13 @@ async fn a_plugin_dying_mid_frame_loses_exactly_that_frame() {
         },
         &mut one,
     );
-    let fake = Fake::start(&sock, seen.clone(), Some(one.len() * 5 / 2));
+    let fake = Fake::start_with(&sock, seen.clone(), Some(one.len() * 5 / 2), close_idle);
     let d = open(&s, "crashy", "c1", Mode::Blocking);
+    if close_idle {
+        // The plugin closes the watch connection at once: the driver stops watching.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let t0 = Instant::now();
     log_lines(&d, 0, 10).await;
     wait_for("the plugin to die", || fake.dead.load(Ordering::SeqCst)).await;
     fake.kill();
@@ -458,9 +492,13 @@ async fn a_plugin_dying_mid_frame_loses_exactly_that_frame() {
     // saw the old one go, as a real restart with a new pid would be seen.)
     let shared = d.shared.clone();
     wait_for("the driver to see the plugin go", || shared.lock().outage).await;
+    if close_idle {
+        // Seen by a probe, not by a watch connection.
+        assert!(t0.elapsed() >= task::PROBE_EVERY, "{:?}", t0.elapsed());
+    }
     // Restarted: the unread frames go into a new FIFO.
     let seen2 = Arc::new(Mutex::new(Seen::default()));
-    let fake2 = Fake::start(&sock, seen2.clone(), None);
+    let fake2 = Fake::start_with(&sock, seen2.clone(), None, close_idle);
     wait_for("lines after the restart", || {
         seen2.lock().unwrap().lines.len() == 7
     })
@@ -499,4 +537,45 @@ async fn a_plugin_dying_mid_frame_loses_exactly_that_frame() {
     );
     assert!(!s.fifo_root.join("ns/c1").exists());
     fake2.kill();
+}
+
+#[test]
+fn info_sends_the_environment_only_when_an_option_asks() {
+    let tag = TagInfo {
+        container_id: "c9".into(),
+        container_name: "c9".into(),
+        image_name: String::new(),
+        image_id: String::new(),
+        daemon_name: "scribe".into(),
+    };
+    let given = Info {
+        container_name: "/web".into(),
+        container_env: vec!["SECRET=1".into(), "A=2".into()],
+        container_image_name: "img".into(),
+        log_path: "/should/not/pass".into(),
+        ..Info::default()
+    };
+    let ctx = OpenContext {
+        root: Path::new("/nonexistent"),
+        subdirs: ["ns", "c9"],
+        tag: &tag,
+        reporter: None,
+        container: Some(&given),
+    };
+    let mut opts = PluginOptions::new("p", SearchPath::default(), BTreeMap::new()).unwrap();
+    let i = container_info(&opts, &ctx);
+    assert!(i.container_env.is_empty());
+    assert_eq!(
+        (i.container_id.as_str(), i.container_name.as_str()),
+        ("c9", "/web")
+    );
+    assert_eq!(i.container_image_name, "img");
+    assert_eq!(i.log_path, "");
+    assert_eq!(i.daemon_name, "scribe");
+    for key in ["env", "env-regex"] {
+        opts.config = BTreeMap::from([(key.to_string(), "A".to_string())]);
+        let i = container_info(&opts, &ctx);
+        assert_eq!(i.container_env, ["SECRET=1", "A=2"], "{key}");
+        assert_eq!(i.config, opts.config);
+    }
 }
