@@ -31,6 +31,7 @@ pub mod dockerd;
 pub mod events;
 pub mod fluentd;
 pub mod localfiles;
+pub mod plugin;
 pub mod procs;
 pub mod records;
 pub mod scribe_cli;
