@@ -229,7 +229,7 @@ impl Relay {
                     spec.to_string()
                 },
                 shed: 0,
-                spool: SpoolState::new(stdio.spool, stream),
+                spool: SpoolState::new(stdio.spool, stream, drivers.reads_back()),
                 deleted: deleted.clone(),
             };
             relay.outputs.push(tokio::spawn(relay_output(rx, out)));
@@ -286,7 +286,7 @@ impl Relay {
             container: stdio.id.to_string(),
             name: format!("terminal of {}", stdio.id),
             shed: 0,
-            spool: SpoolState::new(stdio.spool, Stream::Stdout),
+            spool: SpoolState::new(stdio.spool, Stream::Stdout, drivers.reads_back()),
             deleted,
         };
         relay.drivers = drivers;
@@ -384,9 +384,17 @@ enum SpoolState {
 }
 
 impl SpoolState {
-    fn new(cfg: Option<&SpoolConfig>, stream: Stream) -> SpoolState {
+    /// `keeps_all`: a log driver keeps every message for reading back (json-file, local, the
+    /// cache). Then a full spool drops its oldest bytes whatever the mode: the log still has
+    /// them, and a FIFO nobody will ever read (`ctr run -d`) must not block the container once
+    /// the spool is full, as it did not before spooling (the 2 s shedding).
+    fn new(cfg: Option<&SpoolConfig>, stream: Stream, keeps_all: bool) -> SpoolState {
         match cfg {
-            Some(c) if c.max_size > 0 => SpoolState::Ready(c.clone(), stream),
+            Some(c) if c.max_size > 0 => {
+                let mut c = c.clone();
+                c.drop_oldest |= keeps_all;
+                SpoolState::Ready(c, stream)
+            }
             _ => SpoolState::Off,
         }
     }
@@ -1253,16 +1261,29 @@ mod tests {
     #[test]
     fn full_spool_blocks_and_loses_nothing() {
         let data = numbered();
-        for framed in [false, true] {
-            let r = spool_run(&data, 256 * 1024, false, framed);
-            assert!(
-                !r.finished_unread,
-                "framed {framed}: the writer was not blocked"
-            );
-            assert!(r.got == data, "framed {framed}: lost or out of order");
-            assert!(r.reports.is_empty(), "{:?}", r.reports);
-            assert_eq!(r.left, 0);
-        }
+        let r = spool_run(&data, 256 * 1024, false, false);
+        assert!(!r.finished_unread, "the writer was not blocked");
+        assert!(r.got == data, "lost or out of order");
+        assert!(r.reports.is_empty(), "{:?}", r.reports);
+        assert_eq!(r.left, 0);
+    }
+
+    /// With a log driver that keeps every message (json-file here), a full spool drops its
+    /// oldest bytes even in blocking mode: the log has them, and a FIFO nobody reads again
+    /// (`ctr run -d`) must not hold the container up.
+    #[test]
+    fn full_spool_beside_a_log_that_keeps_all_never_blocks() {
+        let data = numbered();
+        let r = spool_run(&data, 256 * 1024, false, true);
+        assert!(r.finished_unread, "the writer was blocked");
+        let missed = data.len() - r.got.len();
+        assert!(missed > 0);
+        let total = r.reports.iter().find_map(|x| match x {
+            crate::drivers::DriverReport::Closed { total, .. } => Some(total.bytes),
+            _ => None,
+        });
+        assert_eq!(total, Some(missed as u64), "{:?}", r.reports);
+        assert_eq!(r.left, 0);
     }
 
     /// A full spool with mode=non-blocking drops the oldest spooled bytes: the container keeps
