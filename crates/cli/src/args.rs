@@ -34,7 +34,7 @@ pub struct Args {
     pub stream: Option<Stream>,
     /// `--format json`.
     pub json: bool,
-    /// `logs --source`: json-file, local or cache (default: the first there).
+    /// `logs --source`: json-file, local, cache or plugin (default: the first there).
     pub source: Option<String>,
     /// `records --runtime`.
     pub runtime: bool,
@@ -154,8 +154,10 @@ pub fn parse(cmd: Command, argv: &[String], now: SystemTime) -> Result<Args, Str
             }
             "source" if cmd == Command::Logs => {
                 let v = value("source")?;
-                if !["json-file", "local", "cache"].contains(&v.as_str()) {
-                    return Err(format!("--source: {v:?} is not json-file, local or cache"));
+                if !["json-file", "local", "cache", "plugin"].contains(&v.as_str()) {
+                    return Err(format!(
+                        "--source: {v:?} is not json-file, local, cache or plugin"
+                    ));
                 }
                 a.source = Some(v);
             }

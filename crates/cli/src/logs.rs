@@ -1,10 +1,14 @@
 //! `scribe logs`: finds the container's log files under `<JsonFileRoot or LogRoot>/<ns>/<id>/`
 //! as the shim writes them (json-file `<id>-json.log`, the `local` driver's
 //! `local-logs/container.log`, the dual-logging cache `container-cached.log`; the first there,
-//! or the one `--source` names) and reads them with [`scribe_io::reader`].
+//! or the one `--source` names) and reads them with [`scribe_io::reader`]. A container logged
+//! through a plugin that serves ReadLogs has no file of its own but the plugin's descriptor
+//! ([`scribe_io::plugin::readback`]): its logs are asked of the plugin.
 
 use std::path::{Path, PathBuf};
 
+use scribe_io::plugin::discovery::PluginAddr;
+use scribe_io::plugin::readback::{self, Descriptor};
 use scribe_io::reader::{self, FileLog, Format, Query};
 
 use crate::args::Args;
@@ -47,6 +51,12 @@ pub fn run(a: &Args) -> Result<(), String> {
             break;
         }
     }
+    if found.is_none() && a.source.as_deref().is_none_or(|s| s == "plugin") {
+        looked.push(dir.join(readback::FILE).display().to_string());
+        if let Some(d) = descriptor(&json_root, a)? {
+            return from_plugin(a, d);
+        }
+    }
     let Some(log) = found else {
         if std::fs::symlink_metadata(&dir).is_err() {
             return Err(format!(
@@ -80,4 +90,39 @@ pub fn run(a: &Args) -> Result<(), String> {
     }
     Out::flush(&mut out).ok();
     Ok(())
+}
+
+/// The container's plugin descriptor, if it has one (read without following links below the
+/// root; its content is checked, as the container's owner may have written it).
+fn descriptor(root: &Path, a: &Args) -> Result<Option<(Descriptor, PluginAddr)>, String> {
+    use std::io::Read;
+    let Ok(dir) = scribe_safefs::SafeDir::open_root(root, false, 0o755)
+        .and_then(|r| r.open_dir(&a.namespace))
+        .and_then(|d| d.open_dir(&a.container))
+    else {
+        return Ok(None);
+    };
+    let path = dir.path().join(readback::FILE);
+    let f = match dir.open_read(readback::FILE) {
+        Ok(f) => f,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let mut raw = Vec::new();
+    f.take(readback::MAX_FILE as u64 + 1)
+        .read_to_end(&mut raw)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Descriptor::parse(&raw)
+        .map(Some)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Reads the container's logs through its plugin's ReadLogs; `--follow` ends when the plugin
+/// ends the reply (when the container's logging stops) or on Ctrl-C.
+fn from_plugin(a: &Args, (d, addr): (Descriptor, PluginAddr)) -> Result<(), String> {
+    let config = readback::read_config(a.since, a.until, a.tail, a.follow);
+    let mut out = Out::new(a.timestamps, a.json);
+    let r = readback::read_logs(&d, &addr, config, a.stream, &mut out);
+    Out::flush(&mut out).ok();
+    r
 }

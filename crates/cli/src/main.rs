@@ -33,8 +33,9 @@ Options (both):
   -f, --follow             keep printing until the container is deleted (or Ctrl-C)
 logs:
       --json-file-root DIR the shim's JsonFileRoot (default: the log root)
-      --source S           json-file, local or cache (the dual-logging cache of a
-                           fluentd container); default: the first the container has
+      --source S           json-file, local, cache (the dual-logging cache of a
+                           fluentd or plugin container) or plugin (asked through
+                           the plugin's ReadLogs); default: the first the container has
   -t, --timestamps         print each line's time before it
       --stream S           stdout or stderr only
       --format raw|json    json: one Docker json-file object a line

@@ -91,9 +91,22 @@ pub fn request(addr: &PluginAddr, path: &str, body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Parses a reply from `buf`: `Ok(None)` when more bytes are needed (`eof` says the peer closed,
-/// which completes a body without length). Errors say what is malformed.
-pub fn parse_response(buf: &[u8], eof: bool) -> Result<Option<Response>, String> {
+/// A reply's status line and headers, parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    /// The HTTP status.
+    pub status: u16,
+    /// Bytes the status line and headers take.
+    pub len: usize,
+    /// `Content-Length`, if given.
+    pub length: Option<usize>,
+    /// `Transfer-Encoding: chunked`.
+    pub chunked: bool,
+}
+
+/// Parses the head of a reply from `buf`: `Ok(None)` when more bytes are needed (`eof`: the
+/// peer closed first, an error).
+pub fn parse_head(buf: &[u8], eof: bool) -> Result<Option<Head>, String> {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut resp = httparse::Response::new(&mut headers);
     let head_len = match resp.parse(buf) {
@@ -119,6 +132,26 @@ pub fn parse_response(buf: &[u8], eof: bool) -> Result<Option<Response>, String>
                 .is_ok_and(|v| v.to_ascii_lowercase().contains("chunked"));
         }
     }
+    Ok(Some(Head {
+        status,
+        len: head_len,
+        length,
+        chunked,
+    }))
+}
+
+/// Parses a reply from `buf`: `Ok(None)` when more bytes are needed (`eof` says the peer closed,
+/// which completes a body without length). Errors say what is malformed.
+pub fn parse_response(buf: &[u8], eof: bool) -> Result<Option<Response>, String> {
+    let Some(Head {
+        status,
+        len: head_len,
+        length,
+        chunked,
+    }) = parse_head(buf, eof)?
+    else {
+        return Ok(None);
+    };
     let rest = &buf[head_len..];
     let body = if chunked {
         match dechunk(rest)? {
@@ -196,6 +229,70 @@ pub fn reply_error(r: &Response) -> Option<String> {
         return Some(format!("HTTP {}: {what}", r.status));
     }
     err
+}
+
+/// Decodes a chunked body as it arrives (a streamed reply has no size limit).
+#[derive(Debug, Default)]
+pub struct Dechunker {
+    /// Bytes not decoded yet.
+    buf: Vec<u8>,
+    /// Data bytes left in the current chunk (and then its CRLF).
+    left: usize,
+    /// Inside a chunk's data.
+    in_chunk: bool,
+    /// The last chunk was seen.
+    pub done: bool,
+}
+
+impl Dechunker {
+    /// Feeds wire bytes; calls `out` with each run of body bytes. Errors say what is malformed.
+    pub fn feed(&mut self, data: &[u8], out: &mut dyn FnMut(&[u8])) -> Result<(), String> {
+        self.buf.extend_from_slice(data);
+        let mut pos = 0;
+        while !self.done {
+            let rest = &self.buf[pos..];
+            if self.in_chunk {
+                if self.left > 0 {
+                    let n = rest.len().min(self.left);
+                    if n == 0 {
+                        break;
+                    }
+                    out(&rest[..n]);
+                    self.left -= n;
+                    pos += n;
+                    continue;
+                }
+                if rest.len() < 2 {
+                    break;
+                }
+                if &rest[..2] != b"\r\n" {
+                    return Err("chunk not followed by CRLF".into());
+                }
+                pos += 2;
+                self.in_chunk = false;
+                continue;
+            }
+            let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
+                if rest.len() > 4096 {
+                    return Err("chunk size line too long".into());
+                }
+                break;
+            };
+            let line = std::str::from_utf8(&rest[..eol]).map_err(|_| "bad chunk size line")?;
+            let size_hex = line.split(';').next().unwrap_or("").trim();
+            let size = usize::from_str_radix(size_hex, 16)
+                .map_err(|_| format!("bad chunk size {size_hex:?}"))?;
+            pos += eol + 2;
+            if size == 0 {
+                self.done = true;
+            } else {
+                self.left = size;
+                self.in_chunk = true;
+            }
+        }
+        self.buf.drain(..pos);
+        Ok(())
+    }
 }
 
 /// One open connection to a plugin, unix or tcp.
@@ -299,6 +396,114 @@ pub async fn call(
     }
 }
 
+/// `POST path` with `body` whose successful reply is streamed: each run of body bytes goes to
+/// `on_data` as it arrives (chunked, sized or up to the close), until the body ends or
+/// `on_data` returns false. Only connecting is bounded (by `connect_timeout`): a followed
+/// reply lasts as long as the plugin keeps it open. A non-200 reply is read whole (bounded)
+/// and is an error with its `Err`.
+pub async fn call_stream(
+    addr: &PluginAddr,
+    path: &str,
+    body: &[u8],
+    connect_timeout: Duration,
+    on_data: &mut dyn FnMut(&[u8]) -> bool,
+) -> Result<(), CallError> {
+    let err = |kind| CallError {
+        method: path.to_owned(),
+        addr: addr.to_string(),
+        kind,
+    };
+    let mut conn = match tokio::time::timeout(connect_timeout, Conn::connect(addr)).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return Err(err(CallErrorKind::Connect(e.to_string()))),
+        Err(_) => {
+            return Err(err(CallErrorKind::Connect(format!(
+                "timed out after {connect_timeout:?}"
+            ))))
+        }
+    };
+    let transport = |e: std::io::Error| err(CallErrorKind::Transport(e.to_string()));
+    conn.write_all(&request(addr, path, body))
+        .await
+        .map_err(transport)?;
+    let mut buf = Vec::with_capacity(8192);
+    let mut chunk = vec![0u8; 64 * 1024];
+    let head = loop {
+        let n = conn.read(&mut chunk).await.map_err(transport)?;
+        buf.extend_from_slice(&chunk[..n]);
+        match parse_head(&buf, n == 0).map_err(|e| err(CallErrorKind::Transport(e)))? {
+            Some(h) => break h,
+            None if buf.len() > 64 * 1024 => {
+                return Err(err(CallErrorKind::Transport("reply head too large".into())))
+            }
+            None => {}
+        }
+    };
+    if head.status != 200 {
+        // The error reply is small: read it whole, bounded.
+        let whole = async {
+            loop {
+                if let Some(r) = parse_response(&buf, false)? {
+                    return Ok::<Response, String>(r);
+                }
+                let n = conn.read(&mut chunk).await.map_err(|e| e.to_string())?;
+                buf.extend_from_slice(&chunk[..n]);
+                if n == 0 {
+                    return parse_response(&buf, true)?
+                        .ok_or_else(|| "connection closed mid-reply".to_string());
+                }
+                if buf.len() > MAX_BODY + 64 * 1024 {
+                    return Err("reply too large".into());
+                }
+            }
+        };
+        let resp = tokio::time::timeout(CALL_TIMEOUT, whole)
+            .await
+            .map_err(|_| err(CallErrorKind::Transport("error reply not complete".into())))?
+            .map_err(|e| err(CallErrorKind::Transport(e)))?;
+        let m = reply_error(&resp).unwrap_or_else(|| format!("HTTP {}", resp.status));
+        return Err(err(CallErrorKind::Plugin(m)));
+    }
+    let mut open = true;
+    let mut rest = buf.split_off(head.len);
+    let mut dechunk = head.chunked.then(Dechunker::default);
+    let mut left = head.length.filter(|_| !head.chunked);
+    loop {
+        if !rest.is_empty() {
+            match (&mut dechunk, &mut left) {
+                (Some(d), _) => d
+                    .feed(&rest, &mut |b| {
+                        if open {
+                            open = on_data(b);
+                        }
+                    })
+                    .map_err(|e| err(CallErrorKind::Transport(e)))?,
+                (None, Some(l)) => {
+                    let n = rest.len().min(*l);
+                    *l -= n;
+                    open = on_data(&rest[..n]);
+                }
+                (None, None) => open = on_data(&rest),
+            }
+            rest.clear();
+        }
+        let ended = dechunk.as_ref().is_some_and(|d| d.done) || left == Some(0);
+        if !open || ended {
+            return Ok(());
+        }
+        let n = conn.read(&mut chunk).await.map_err(transport)?;
+        if n == 0 {
+            if dechunk.is_some() || left.is_some() {
+                return Err(err(CallErrorKind::Transport(
+                    "connection closed before the reply's body ended".into(),
+                )));
+            }
+            return Ok(());
+        }
+        rest.extend_from_slice(&chunk[..n]);
+    }
+}
+
 /// [`call`] with a JSON request and reply.
 pub async fn call_json<Req: Serialize, Resp: DeserializeOwned>(
     addr: &PluginAddr,
@@ -376,6 +581,23 @@ mod tests {
         assert!(parse_response(bad, false).is_err());
         let cut = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab";
         assert!(parse_response(cut, true).is_err());
+    }
+
+    #[test]
+    fn streamed_chunks_decode_cut_anywhere() {
+        let wire = b"4\r\nabcd\r\nA;x=1\r\n0123456789\r\n0\r\n\r\n";
+        for step in [1, 2, 3, 7, wire.len()] {
+            let mut d = Dechunker::default();
+            let mut out = Vec::new();
+            for piece in wire.chunks(step) {
+                d.feed(piece, &mut |b| out.extend_from_slice(b)).unwrap();
+            }
+            assert!(d.done);
+            assert_eq!(out, b"abcd0123456789", "step {step}");
+        }
+        let mut d = Dechunker::default();
+        assert!(d.feed(b"2\r\nabX\r\n", &mut |_| {}).is_err());
+        assert!(Dechunker::default().feed(b"zz\r\n", &mut |_| {}).is_err());
     }
 
     #[test]

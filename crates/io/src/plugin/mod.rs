@@ -11,3 +11,4 @@ pub mod client;
 pub mod discovery;
 pub mod frame;
 pub mod proto;
+pub mod readback;

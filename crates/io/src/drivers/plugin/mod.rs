@@ -19,6 +19,11 @@
 //! At close the task writes what is queued, waits (bounded) for the plugin to empty the FIFO,
 //! calls StopLogging, and removes the FIFO and its directory. Reports go to the
 //! [`DriverReporter`] with the plugin's name as driver and its address as target.
+//!
+//! A plugin found at open is asked for its Capabilities then (bounded by [`PROBE_TIMEOUT`]):
+//! one that serves ReadLogs gets no dual-logging cache, and the container's log directory gets
+//! the descriptor `scribe logs` reads it back with ([`crate::plugin::readback`]), kept after
+//! the container as a json-file log is. A plugin missing at open keeps the cache.
 
 pub mod activate;
 pub mod fifo;
@@ -33,9 +38,10 @@ use tokio::sync::Notify;
 use super::{Batch, DriverFuture, DriverReporter, DriverStats, LogDriver, Mode, OpenContext};
 use crate::jsonfile::{DropCounts, DropTracker, JsonFileReport};
 use crate::localfmt::{EntryRef, PartialMeta};
-use crate::plugin::discovery;
+use crate::plugin::discovery::{self, PluginAddr};
 use crate::plugin::frame::encode_frame;
 use crate::plugin::proto::Info;
+use crate::plugin::readback;
 pub use options::PluginOptions;
 
 /// In blocking mode, how long a full queue may make the container wait for the plugin to read
@@ -106,6 +112,8 @@ pub struct PluginLog {
     shared: Arc<Shared>,
     max_bytes: u64,
     blocking: bool,
+    /// The plugin serves ReadLogs and its descriptor was written: no cache is kept.
+    reads_back: bool,
 }
 
 /// What the driver and its task share.
@@ -304,6 +312,10 @@ impl PluginLog {
         let dir = fifo::FifoDir::create(&opts.fifo_root, ns, id)
             .map_err(|e| format!("log plugin {} FIFO directory: {e}", opts.name))?;
         let info = container_info(opts, ctx);
+        let reads_back = match &found {
+            Some(addr) => read_back(opts, ctx, addr, &info),
+            None => false,
+        };
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 last_progress: Some(Instant::now()),
@@ -335,6 +347,7 @@ impl PluginLog {
             shared,
             max_bytes: mode.max_buffer().unwrap_or(DEFAULT_QUEUE_BYTES),
             blocking: mode == Mode::Blocking,
+            reads_back,
         })
     }
 
@@ -381,6 +394,91 @@ impl PluginLog {
             notified.await;
         }
     }
+}
+
+/// How long [`PluginLog::open`] waits for the plugin's Capabilities.
+pub const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether the container's logs can be read back through the plugin at `addr`: its
+/// Capabilities (asked at open, bounded by [`PROBE_TIMEOUT`], as the cache is decided then)
+/// say ReadLogs and the descriptor readers need ([`readback::FILE`]) was written in the
+/// container's log directory. Any failure keeps the dual-logging cache (a warning says why).
+fn read_back(opts: &PluginOptions, ctx: &OpenContext<'_>, addr: &PluginAddr, info: &Info) -> bool {
+    let caps = {
+        let addr = addr.clone();
+        // The shim's runtime may be current-thread and busy in this call: the probe runs its
+        // own, on its own thread. Activation is remembered for the task (once per shim).
+        std::thread::Builder::new()
+            .name("plugin-caps".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                rt.block_on(async {
+                    match tokio::time::timeout(
+                        PROBE_TIMEOUT,
+                        activate::activate(&addr, PROBE_TIMEOUT),
+                    )
+                    .await
+                    {
+                        Ok(r) => r.map_err(|e| e.to_string()),
+                        Err(_) => Err(format!("no answer within {PROBE_TIMEOUT:?}")),
+                    }
+                })
+            })
+            .map_err(|e| format!("spawning a thread: {e}"))
+            .and_then(|t| t.join().map_err(|_| "the probe panicked".to_string()))
+            .and_then(|r| r)
+    };
+    let caps = match caps {
+        Ok(c) => c,
+        Err(e) => {
+            log::warn!(
+                "log plugin {}: capabilities unknown at open ({e}); keeping the dual-logging cache",
+                opts.name
+            );
+            return false;
+        }
+    };
+    if !caps.read_logs {
+        return false;
+    }
+    let [ns, id] = ctx.subdirs;
+    let d = readback::Descriptor::new(&opts.name, addr, info);
+    match write_descriptor(ctx.root, ns, id, &d) {
+        Ok(()) => true,
+        Err(e) => {
+            log::warn!(
+                "log plugin {}: reads logs back, but {}/{ns}/{id}/{}: {e}; keeping the dual-logging cache",
+                opts.name,
+                ctx.root.display(),
+                readback::FILE
+            );
+            false
+        }
+    }
+}
+
+/// Writes `d` as `<root>/<ns>/<id>/`[`readback::FILE`] (through a temporary name, no link
+/// followed below `root`).
+fn write_descriptor(
+    root: &std::path::Path,
+    ns: &str,
+    id: &str,
+    d: &readback::Descriptor,
+) -> Result<(), String> {
+    use std::io::Write;
+    let json = serde_json::to_vec_pretty(d).map_err(|e| e.to_string())?;
+    let dir = scribe_safefs::SafeDir::open_root(root, true, 0o755)
+        .and_then(|r| r.create_dir_all([ns, id], 0o755))
+        .map_err(|e| e.to_string())?;
+    let tmp = format!(".{}.tmp", readback::FILE);
+    let mut f = dir.replace_file(&tmp, 0o644).map_err(|e| e.to_string())?;
+    f.write_all(&json)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| format!("writing {tmp}: {e}"))?;
+    dir.rename(&tmp, readback::FILE).map_err(|e| e.to_string())
 }
 
 fn search_text(s: &discovery::SearchPath) -> String {
@@ -529,10 +627,10 @@ impl LogDriver for PluginLog {
         Box::pin(self.drained())
     }
 
-    /// Scribe does not read logs back through `/LogDriver.ReadLogs` yet, so the dual-logging
-    /// cache is kept for every plugin, whatever its Capabilities say.
+    /// True when the plugin's Capabilities say ReadLogs (asked at open) and its descriptor is
+    /// written: `scribe logs` reads through the plugin, no dual-logging cache is kept.
     fn reads_back(&self) -> bool {
-        false
+        self.reads_back
     }
 
     fn stats(&self) -> DriverStats {

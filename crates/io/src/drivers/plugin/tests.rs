@@ -28,6 +28,8 @@ struct Seen {
     /// (source, line, partial ordinal or 0)
     lines: Vec<(String, Vec<u8>, i32)>,
     infos: Vec<serde_json::Value>,
+    /// Capabilities answer ReadLogs.
+    read_logs: bool,
 }
 
 struct Fake {
@@ -140,7 +142,12 @@ fn serve(
     seen.lock().unwrap().calls.push(method.clone());
     let reply = match method.as_str() {
         "/Plugin.Activate" => r#"{"Implements":["LoggingDriver"]}"#.to_string(),
-        "/LogDriver.Capabilities" => r#"{"Cap":{"ReadLogs":false}}"#.to_string(),
+        "/LogDriver.Capabilities" => {
+            format!(
+                r#"{{"Cap":{{"ReadLogs":{}}}}}"#,
+                seen.lock().unwrap().read_logs
+            )
+        }
         "/LogDriver.StartLogging" => {
             let file = body["File"].as_str().unwrap().to_string();
             seen.lock().unwrap().infos.push(body["Info"].clone());
@@ -257,6 +264,11 @@ fn setup() -> Setup {
 }
 
 fn open(s: &Setup, name: &str, id: &str, mode: Mode) -> PluginLog {
+    open_in(s, name, id, mode, Path::new("/nonexistent"))
+}
+
+/// [`open`] with the container's log directory under `root`.
+fn open_in(s: &Setup, name: &str, id: &str, mode: Mode, root: &Path) -> PluginLog {
     let mut opts = PluginOptions::new(
         name,
         SearchPath::from_dirs(&[s.plugins.display().to_string()]),
@@ -272,7 +284,7 @@ fn open(s: &Setup, name: &str, id: &str, mode: Mode) -> PluginLog {
         daemon_name: "scribe".into(),
     };
     let ctx = OpenContext {
-        root: Path::new("/nonexistent"),
+        root,
         subdirs: ["ns", id],
         tag: &tag,
         reporter: Some(s.reports.clone()),
@@ -579,4 +591,44 @@ fn info_sends_the_environment_only_when_an_option_asks() {
         assert_eq!(i.container_env, ["SECRET=1", "A=2"], "{key}");
         assert_eq!(i.config, opts.config);
     }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_readlogs_plugin_reads_back_and_leaves_its_descriptor() {
+    use crate::plugin::readback::{Descriptor, FILE};
+    let s = setup();
+    let root = tempfile::tempdir().unwrap();
+    let seen = Arc::new(Mutex::new(Seen {
+        read_logs: true,
+        ..Seen::default()
+    }));
+    let fake = Fake::start(&s.plugins.join("rl.sock"), seen.clone(), None);
+    let d = open_in(&s, "rl", "c1", Mode::Blocking, root.path());
+    assert!(d.reads_back());
+    let raw = std::fs::read(root.path().join("ns/c1").join(FILE)).unwrap();
+    let (desc, addr) = Descriptor::parse(&raw).unwrap();
+    assert_eq!(desc.plugin, "rl");
+    assert_eq!(addr, PluginAddr::Unix(s.plugins.join("rl.sock")));
+    assert_eq!(desc.info.container_id, "c1");
+    assert_eq!(desc.info.container_name, "/web");
+    log_lines(&d, 0, 10).await;
+    close(d).await;
+    // The logs are the plugin's: the descriptor stays for readers after the container.
+    assert!(root.path().join("ns/c1").join(FILE).exists());
+    let calls = seen.lock().unwrap().calls.clone();
+    assert_eq!(
+        calls.iter().filter(|c| *c == "/Plugin.Activate").count(),
+        1,
+        "{calls:?}"
+    );
+    fake.kill();
+
+    // Without ReadLogs: the cache is kept, no descriptor.
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let fake = Fake::start(&s.plugins.join("nr.sock"), seen, None);
+    let d = open_in(&s, "nr", "c2", Mode::Blocking, root.path());
+    assert!(!d.reads_back());
+    assert!(!root.path().join("ns/c2").join(FILE).exists());
+    close(d).await;
+    fake.kill();
 }
