@@ -14,6 +14,7 @@
 pub mod feed;
 pub mod fluentd;
 pub mod json_file;
+pub mod live;
 pub mod local;
 pub mod mode;
 pub mod partial;

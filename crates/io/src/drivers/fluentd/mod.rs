@@ -24,7 +24,9 @@ pub mod conn;
 pub mod options;
 pub mod record;
 
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::live::{wait_until, LiveSet};
 use std::time::Instant;
 
 use tokio::sync::Notify;
@@ -47,12 +49,10 @@ const DEFAULT_TAG: &str = "{{.ID}}";
 
 /// Every fluentd driver of this process whose sender has not finished, so the shim can give
 /// them a bounded time to deliver before it exits ([`all_finished`], [`abandon_all`]).
-static LIVE: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
+static LIVE: LiveSet<Shared> = LiveSet::new();
 
 fn live() -> Vec<Arc<Shared>> {
-    let mut g = LIVE.lock().unwrap_or_else(|p| p.into_inner());
-    g.retain(|w| w.strong_count() > 0);
-    g.iter().filter_map(Weak::upgrade).collect()
+    LIVE.live()
 }
 
 /// Resolves once every fluentd driver of the shim is closed and has sent (or dropped and
@@ -60,15 +60,7 @@ fn live() -> Vec<Arc<Shared>> {
 /// removed at once (`ctr run --rm`) still has its output delivered when fluentd was briefly away.
 pub async fn all_finished() {
     for s in live() {
-        loop {
-            let notified = s.progress.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if s.lock().finished {
-                break;
-            }
-            notified.await;
-        }
+        wait_until(&s.progress, || s.lock().finished).await;
     }
 }
 
@@ -177,11 +169,7 @@ impl FluentdLog {
             target: opts.address.to_string(),
             reporter: ctx.reporter.clone(),
         });
-        {
-            let mut g = LIVE.lock().unwrap_or_else(|p| p.into_inner());
-            g.retain(|w| w.strong_count() > 0);
-            g.push(Arc::downgrade(&shared));
-        }
+        LIVE.add(&shared);
         runtime.spawn(conn::run(shared.clone(), conn::SendConfig::new(opts, tag)));
         Ok(FluentdLog {
             shared,

@@ -30,7 +30,9 @@ pub mod fifo;
 pub mod options;
 pub mod task;
 
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::live::{wait_until, LiveSet};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Notify;
@@ -52,27 +54,17 @@ pub const STALL: std::time::Duration = std::time::Duration::from_secs(1);
 pub const DEFAULT_QUEUE_BYTES: u64 = 16 << 20;
 
 /// Every plugin driver of this process whose task has not finished (see [`all_finished`]).
-static LIVE: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
+static LIVE: LiveSet<Shared> = LiveSet::new();
 
 fn live() -> Vec<Arc<Shared>> {
-    let mut g = LIVE.lock().unwrap_or_else(|p| p.into_inner());
-    g.retain(|w| w.strong_count() > 0);
-    g.iter().filter_map(Weak::upgrade).collect()
+    LIVE.live()
 }
 
 /// Resolves once every plugin driver of the shim is closed and its task has delivered (or
 /// dropped and reported) everything and removed its FIFO. The shim awaits it, bounded.
 pub async fn all_finished() {
     for s in live() {
-        loop {
-            let notified = s.progress.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if s.lock().finished {
-                break;
-            }
-            notified.await;
-        }
+        wait_until(&s.progress, || s.lock().finished).await;
     }
 }
 
@@ -337,11 +329,7 @@ impl PluginLog {
                 search_text(&opts.search)
             )));
         }
-        {
-            let mut g = LIVE.lock().unwrap_or_else(|p| p.into_inner());
-            g.retain(|w| w.strong_count() > 0);
-            g.push(Arc::downgrade(&shared));
-        }
+        LIVE.add(&shared);
         runtime.spawn(task::run(shared.clone(), opts.clone(), info, dir, found));
         Ok(PluginLog {
             shared,
