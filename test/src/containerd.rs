@@ -1197,6 +1197,27 @@ fn rmdir_tree(d: &Path) {
     let _ = fs::remove_dir(d);
 }
 
+impl Containerd {
+    /// Every process under each shim, with its state and kernel wait channel: after a hang it
+    /// shows whether a runtime command (`runc exec`, ...) is still running and where it sleeps.
+    fn shim_trees(&self) -> String {
+        let mut out = String::from("--- processes under the shims (pid state wchan cmdline) ---\n");
+        for shim in self.shim_pids() {
+            for pid in std::iter::once(shim).chain(procs::descendants(shim)) {
+                let state = procs::stat(pid).map(|(s, _)| s).unwrap_or('?');
+                let wchan = fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+                out.push_str(&format!(
+                    "{pid} {state} {} {}\n",
+                    if wchan.is_empty() { "-" } else { wchan.trim() },
+                    procs::cmdline(pid).join(" ")
+                ));
+            }
+        }
+        out.push_str("--- end of processes ---");
+        out
+    }
+}
+
 impl Drop for Containerd {
     fn drop(&mut self) {
         if std::thread::panicking() {
@@ -1209,6 +1230,7 @@ impl Drop for Containerd {
                 self.shim_pids().iter().map(|p| (p, procs::cmdline(*p))).collect::<Vec<_>>(),
                 self.log_tail(80)
             );
+            eprintln!("{}", self.shim_trees());
         }
         self.cleanup();
     }

@@ -394,7 +394,7 @@ impl Runtime {
             );
         }
         let pid = child.id();
-        let code: ExitCode = exited
+        let code: ExitCode = wait_noting_slow(exited, action, pid, SLOW_RUNTIME_COMMAND)
             .await
             .map_err(|_| self.error(action, "lost the runtime's exit status".to_string()))?;
         let lines = log
@@ -447,6 +447,31 @@ fn runtime_record(line: &RuntimeLogLine, component: &str, pid: u32, id: &str) ->
     rec
 }
 
+/// A runtime command still running after this long is named in the shim's log (once a
+/// period): a hung `runc exec` otherwise leaves only a Start that never answers.
+const SLOW_RUNTIME_COMMAND: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Waits for the runtime command's exit; while it takes longer than `period`, logs a warning
+/// naming the command and its pid each period. It never gives up: killing the runtime
+/// mid-operation could leave the container half made.
+async fn wait_noting_slow(
+    mut exited: tokio::sync::oneshot::Receiver<ExitCode>,
+    action: &str,
+    pid: u32,
+    period: std::time::Duration,
+) -> Result<ExitCode, tokio::sync::oneshot::error::RecvError> {
+    let started = tokio::time::Instant::now();
+    loop {
+        match tokio::time::timeout(period, &mut exited).await {
+            Ok(r) => return r,
+            Err(_) => log::warn!(
+                "runtime command {action} (pid {pid}) still running after {:?}",
+                started.elapsed()
+            ),
+        }
+    }
+}
+
 async fn read_all<T: Into<std::os::fd::OwnedFd>>(pipe: T) -> Vec<u8> {
     let mut buf = Vec::new();
     if let Ok(mut rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(pipe.into()) {
@@ -461,6 +486,26 @@ mod tests {
 
     fn line(text: &str) -> RuntimeLogLine {
         RuntimeLogLine::parse(text.as_bytes()).expect("a line")
+    }
+
+    #[test]
+    fn a_slow_runtime_command_is_waited_for_past_its_warnings() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+                let _ = tx.send(3);
+            });
+            let period = std::time::Duration::from_millis(10);
+            assert_eq!(wait_noting_slow(rx, "exec c1", 9, period).await, Ok(3));
+            let (tx, rx) = tokio::sync::oneshot::channel::<ExitCode>();
+            drop(tx);
+            assert!(wait_noting_slow(rx, "exec c1", 9, period).await.is_err());
+        });
     }
 
     #[test]
