@@ -32,7 +32,7 @@ pub mod task;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::live::{wait_until, LiveSet};
+use super::live::{wait_room, wait_until, LiveSet};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Notify;
@@ -220,6 +220,19 @@ impl Shared {
     }
 
     /// Frames counted delivered went back to the task (a dead plugin never read them).
+    /// Messages counted delivered (written to the FIFO) that the plugin never read: they are
+    /// un-counted as delivered and reported dropped, with `error` saying why.
+    pub(crate) fn delivered_lost(&self, lost: DropCounts, error: &str) {
+        if lost.entries == 0 {
+            return;
+        }
+        {
+            let mut st = self.lock();
+            st.stats.delivered = st.stats.delivered.saturating_sub(lost.entries);
+        }
+        self.dropped(lost, error);
+    }
+
     pub(crate) fn taken_back(&self, frames: u64, payload: u64) {
         let mut st = self.lock();
         st.stats.delivered = st.stats.delivered.saturating_sub(frames);
@@ -348,39 +361,22 @@ impl PluginLog {
     }
 
     async fn room_or_stall(&self) {
-        loop {
-            let notified = self.shared.progress.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let deadline = {
-                let st = self.shared.lock();
-                if !self.full(&st) || self.stalled(&st) {
-                    return;
-                }
-                st.last_progress.map(|t| t + STALL)
-            };
-            match deadline {
-                Some(d) => {
-                    let _ = tokio::time::timeout_at(d.into(), notified).await;
-                }
-                None => return,
+        wait_room(&self.shared.progress, || {
+            let st = self.shared.lock();
+            if !self.full(&st) || self.stalled(&st) {
+                return None;
             }
-        }
+            st.last_progress.map(|t| t + STALL)
+        })
+        .await
     }
 
     async fn drained(&self) {
-        loop {
-            let notified = self.shared.progress.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            {
-                let st = self.shared.lock();
-                if st.finished || (st.frames.is_empty() && st.in_flight == 0) {
-                    return;
-                }
-            }
-            notified.await;
-        }
+        wait_until(&self.shared.progress, || {
+            let st = self.shared.lock();
+            st.finished || (st.frames.is_empty() && st.in_flight == 0)
+        })
+        .await
     }
 }
 

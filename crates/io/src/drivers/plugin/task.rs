@@ -411,19 +411,13 @@ async fn died(
             );
         }
     }
-    if lost.entries > 0 {
-        {
-            let mut st = shared.lock();
-            st.stats.delivered = st.stats.delivered.saturating_sub(lost.entries);
-        }
-        shared.dropped(
-            lost,
-            &format!(
-                "log plugin {} at {} died while reading a frame",
-                opts.name, s.addr
-            ),
-        );
-    }
+    shared.delivered_lost(
+        lost,
+        &format!(
+            "log plugin {} at {} died while reading a frame",
+            opts.name, s.addr
+        ),
+    );
     if back.0 > 0 {
         shared.taken_back(back.0, back.1);
         let mut buf = whole_frames;
@@ -482,20 +476,14 @@ async fn close_session(shared: &Shared, opts: &PluginOptions, s: &mut Session) -
         log::warn!("{e}");
     }
     // What the plugin never read (it was too slow within CLOSE_WAIT) is counted.
-    if lost.entries > 0 {
-        lost.bytes = lost.bytes.max(left as u64);
-        {
-            let mut st = shared.lock();
-            st.stats.delivered = st.stats.delivered.saturating_sub(lost.entries);
-        }
-        shared.dropped(
-            lost,
-            &format!(
-                "log plugin {} at {}: FIFO not read at StopLogging",
-                opts.name, s.addr
-            ),
-        );
-    }
+    lost.bytes = lost.bytes.max(left as u64);
+    shared.delivered_lost(
+        lost,
+        &format!(
+            "log plugin {} at {}: FIFO not read at StopLogging",
+            opts.name, s.addr
+        ),
+    );
     // The FIFO goes with its directory when the task ends.
     true
 }
