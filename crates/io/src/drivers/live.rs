@@ -51,10 +51,58 @@ pub async fn wait_until(progress: &Notify, done: impl Fn() -> bool) {
     }
 }
 
+/// Resolves once a bounded driver may take more: `full_until()` answers `None` when it has room
+/// (or counts as stalled, or has no progress to measure a stall from), and while it is full the
+/// instant it will count as stalled; until then this waits for progress or that instant and
+/// asks again.
+pub async fn wait_room(progress: &Notify, full_until: impl Fn() -> Option<std::time::Instant>) {
+    loop {
+        let notified = progress.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let Some(stalls_at) = full_until() else {
+            return;
+        };
+        let _ = tokio::time::timeout_at(stalls_at.into(), notified).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicBool, Ordering};
+
+    #[test]
+    fn room_comes_with_progress_or_with_the_stall_instant() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            // No progress at all: it returns once the stall instant has passed.
+            let progress = Notify::new();
+            let stalls_at = std::time::Instant::now() + std::time::Duration::from_millis(20);
+            wait_room(&progress, || {
+                (std::time::Instant::now() < stalls_at).then_some(stalls_at)
+            })
+            .await;
+            assert!(std::time::Instant::now() >= stalls_at);
+            // Progress that makes room wakes it long before the stall instant.
+            let shared = Arc::new((AtomicBool::new(false), Notify::new()));
+            let s2 = shared.clone();
+            let far = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            let waiter = tokio::spawn(async move {
+                wait_room(&s2.1, || (!s2.0.load(Ordering::SeqCst)).then_some(far)).await;
+            });
+            tokio::task::yield_now().await;
+            shared.0.store(true, Ordering::SeqCst);
+            shared.1.notify_waiters();
+            tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+                .await
+                .expect("woken by progress")
+                .unwrap();
+        });
+    }
 
     #[test]
     fn holds_only_the_living_and_waits_for_done() {

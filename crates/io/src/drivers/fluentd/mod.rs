@@ -26,7 +26,7 @@ pub mod record;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::live::{wait_until, LiveSet};
+use super::live::{wait_room, wait_until, LiveSet};
 use std::time::Instant;
 
 use tokio::sync::Notify;
@@ -200,39 +200,22 @@ impl FluentdLog {
 
     /// Blocking mode's wait: until the queue has room or fluentd counts as stalled.
     async fn room_or_stall(&self) {
-        loop {
-            let notified = self.shared.progress.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let deadline = {
-                let st = self.shared.lock();
-                if !self.full(&st) || self.stalled(&st) {
-                    return;
-                }
-                st.last_progress.map(|t| t + STALL)
-            };
-            match deadline {
-                Some(d) => {
-                    let _ = tokio::time::timeout_at(d.into(), notified).await;
-                }
-                None => return,
+        wait_room(&self.shared.progress, || {
+            let st = self.shared.lock();
+            if !self.full(&st) || self.stalled(&st) {
+                return None;
             }
-        }
+            st.last_progress.map(|t| t + STALL)
+        })
+        .await
     }
 
     async fn drained(&self) {
-        loop {
-            let notified = self.shared.progress.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            {
-                let st = self.shared.lock();
-                if st.finished || (st.count == 0 && st.in_flight == 0) {
-                    return;
-                }
-            }
-            notified.await;
-        }
+        wait_until(&self.shared.progress, || {
+            let st = self.shared.lock();
+            st.finished || (st.count == 0 && st.in_flight == 0)
+        })
+        .await
     }
 }
 
