@@ -45,3 +45,70 @@ pub fn scribe_logs(c: &Containerd, logs: &LogSetup, args: &[&str]) -> ScribeOutp
         stderr: String::from_utf8(o.stderr).expect("utf-8 stderr"),
     }
 }
+
+/// `scribe plugin` serving one test on its own socket and log root: started and waited for
+/// until its socket exists; stopped by pid (SIGTERM) on drop, its output printed when the test
+/// failed, its socket removed, and its log root too unless `SCRIBE_E2E_KEEP` is set.
+pub struct ScribePlugin {
+    /// The unix socket it serves (dockerd's `/run/docker/plugins/<name>.sock` or a
+    /// `PluginDirs` directory's).
+    pub socket: std::path::PathBuf,
+    /// Its `--log-root`.
+    pub root: std::path::PathBuf,
+    proc: Option<crate::cmd::Spawned>,
+}
+
+impl ScribePlugin {
+    /// Starts `scribe plugin --socket socket --log-root root` (panics when the socket does not
+    /// appear within 10 s).
+    pub fn start(socket: std::path::PathBuf, root: std::path::PathBuf) -> ScribePlugin {
+        let mut c = std::process::Command::new(scribe_bin());
+        c.arg("plugin")
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--log-root")
+            .arg(&root);
+        let proc = crate::cmd::Spawned::spawn(c);
+        assert!(
+            crate::procs::wait_until(std::time::Duration::from_secs(10), || socket.exists()),
+            "scribe plugin did not create {}",
+            socket.display()
+        );
+        ScribePlugin {
+            socket,
+            root,
+            proc: Some(proc),
+        }
+    }
+
+    /// The directory of container `id` (docker's full id) under the plugin's log root.
+    pub fn log_dir(&self, id: &str) -> std::path::PathBuf {
+        self.root.join("docker").join(id)
+    }
+
+    /// SIGTERM and wait: the plugin finishes and exits; returns what it printed (panics if it
+    /// was stopped already or does not exit within 30 s).
+    pub fn stop(&mut self) -> crate::cmd::CmdOutput {
+        let p = self.proc.take().expect("scribe plugin is running");
+        p.signal(libc::SIGTERM);
+        let o = p.wait_timeout(std::time::Duration::from_secs(30));
+        assert!(!o.timed_out, "scribe plugin did not exit on SIGTERM: {o}");
+        o
+    }
+}
+
+impl Drop for ScribePlugin {
+    fn drop(&mut self) {
+        if let Some(p) = self.proc.take() {
+            p.signal(libc::SIGTERM);
+            let o = p.wait_timeout(std::time::Duration::from_secs(30));
+            if std::thread::panicking() {
+                eprintln!("scribe plugin output: {o}");
+            }
+        }
+        let _ = std::fs::remove_file(&self.socket);
+        if std::env::var_os("SCRIBE_E2E_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+}

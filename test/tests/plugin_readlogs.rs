@@ -4,23 +4,21 @@
 //! `--follow` started before the container writes, ending after the container is gone. An
 //! unreachable plugin is an error naming it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use scribe_e2e::cmd::Spawned;
 use scribe_e2e::records::{json_log_files, parse_json_log, read_log_file, JsonEntry, LogSetup};
-use scribe_e2e::scribe_cli::{scribe_bin, scribe_logs};
+use scribe_e2e::scribe_cli::{scribe_bin, scribe_logs, ScribePlugin};
 use scribe_e2e::*;
 
 /// The plugin's name (`<PluginDirs dir>/scribeplug.sock`).
 const PLUG: &str = "scribeplug";
 
-/// `scribe plugin` on a private socket and log root; stopped by pid on drop.
+/// `scribe plugin` in a `PluginDirs` directory of this containerd's own.
 struct Plugin {
-    socket: PathBuf,
-    root: PathBuf,
-    proc: Option<Spawned>,
+    served: ScribePlugin,
 }
 
 impl Plugin {
@@ -29,56 +27,22 @@ impl Plugin {
         std::fs::create_dir_all(&dir).unwrap();
         let socket = dir.join(format!("{PLUG}.sock"));
         let root = c.dir().join(format!("plugin-logs-{what}"));
-        let mut cmd = Command::new(scribe_bin());
-        cmd.arg("plugin")
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--log-root")
-            .arg(&root);
-        let proc = Spawned::spawn(cmd);
-        assert!(
-            wait_until(Duration::from_secs(10), || socket.exists()),
-            "scribe plugin did not create {}",
-            socket.display()
-        );
         Plugin {
-            socket,
-            root,
-            proc: Some(proc),
+            served: ScribePlugin::start(socket, root),
         }
     }
 
     fn dir(&self) -> &Path {
-        self.socket.parent().unwrap()
+        self.served.socket.parent().unwrap()
     }
 
     /// The plugin's own json-file log of `id`, oldest first.
     fn entries(&self, id: &str) -> Vec<JsonEntry> {
-        let d = self.root.join("docker").join(id);
+        let d = self.served.log_dir(id);
         json_log_files(&d, id)
             .iter()
             .flat_map(|f| parse_json_log(&read_log_file(f), &f.display().to_string()))
             .collect()
-    }
-
-    fn stop(&mut self) {
-        if let Some(p) = self.proc.take() {
-            p.signal(libc::SIGTERM);
-            let o = p.wait_timeout(Duration::from_secs(30));
-            assert!(!o.timed_out, "scribe plugin did not exit: {o}");
-        }
-    }
-}
-
-impl Drop for Plugin {
-    fn drop(&mut self) {
-        if let Some(p) = self.proc.take() {
-            p.signal(libc::SIGTERM);
-            let o = p.wait_timeout(Duration::from_secs(30));
-            if std::thread::panicking() {
-                eprintln!("scribe plugin output: {o}");
-            }
-        }
     }
 }
 
@@ -211,11 +175,11 @@ fn plugin_readlogs_all_tail_since_until_and_unreachable() {
     assert_eq!(got["time"], e.time.as_str());
 
     // The plugin gone: a clear error naming it and its address.
-    p.stop();
+    p.served.stop();
     let o = scribe_logs(&c, &logs, &[id]);
     assert_eq!(o.code, Some(1), "{o:?}");
     assert!(
-        o.stderr.contains(PLUG) && o.stderr.contains(&p.socket.display().to_string()),
+        o.stderr.contains(PLUG) && o.stderr.contains(&p.served.socket.display().to_string()),
         "{}",
         o.stderr
     );
@@ -234,11 +198,7 @@ fn plugin_readlogs_follow_from_before_the_first_line_ends_after_delete() {
     // The descriptor is written at open, the plugin's log at StartLogging: both before the
     // program's first line (it sleeps 2 s first).
     let desc = logs.container_dir(id).join("plugin-readlogs.json");
-    let plog = p
-        .root
-        .join("docker")
-        .join(id)
-        .join(format!("{id}-json.log"));
+    let plog = p.served.log_dir(id).join(format!("{id}-json.log"));
     assert!(
         wait_until(Duration::from_secs(20), || desc.is_file() && plog.is_file()),
         "no descriptor or plugin log"

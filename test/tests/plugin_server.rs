@@ -6,18 +6,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use scribe_e2e::cmd::{self, Spawned};
+use scribe_e2e::cmd::Spawned;
 use scribe_e2e::dockerd::{Dockerd, DOCKER, DOCKER_IMAGE};
 use scribe_e2e::procs;
-use scribe_e2e::scribe_cli::scribe_bin;
+use scribe_e2e::scribe_cli::{scribe_bin, ScribePlugin};
 
-/// `scribe plugin` serving one test, on its own socket and log root; stopped by pid (SIGTERM)
-/// and its socket removed on drop.
+/// `scribe plugin` as a legacy plugin of dockerd: its socket in /run/docker/plugins under a
+/// unique name.
 struct Plugin {
     name: String,
-    socket: PathBuf,
-    root: PathBuf,
-    proc: Option<Spawned>,
+    served: ScribePlugin,
 }
 
 impl Plugin {
@@ -26,54 +24,15 @@ impl Plugin {
         let socket = PathBuf::from(format!("/run/docker/plugins/{name}.sock"));
         let root = PathBuf::from(format!("/tmp/{name}-logs"));
         let _ = std::fs::remove_dir_all(&root);
-        let mut c = Command::new(scribe_bin());
-        c.arg("plugin")
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--log-root")
-            .arg(&root);
-        let proc = Spawned::spawn(c);
-        assert!(
-            procs::wait_until(Duration::from_secs(10), || socket.exists()),
-            "scribe plugin did not create {}",
-            socket.display()
-        );
         Plugin {
             name,
-            socket,
-            root,
-            proc: Some(proc),
+            served: ScribePlugin::start(socket, root),
         }
     }
 
     /// The container's directory under the plugin's log root.
     fn dir(&self, id: &str) -> PathBuf {
-        self.root.join("docker").join(id)
-    }
-
-    /// SIGTERM and wait: the plugin finishes and exits 0; returns what it printed.
-    fn stop(&mut self) -> cmd::CmdOutput {
-        let p = self.proc.take().expect("running");
-        p.signal(libc::SIGTERM);
-        let o = p.wait_timeout(Duration::from_secs(30));
-        assert!(!o.timed_out, "scribe plugin did not exit on SIGTERM: {o}");
-        o
-    }
-}
-
-impl Drop for Plugin {
-    fn drop(&mut self) {
-        if let Some(p) = self.proc.take() {
-            p.signal(libc::SIGTERM);
-            let o = p.wait_timeout(Duration::from_secs(30));
-            if std::thread::panicking() {
-                eprintln!("scribe plugin output: {o}");
-            }
-        }
-        let _ = std::fs::remove_file(&self.socket);
-        if std::env::var_os("SCRIBE_E2E_KEEP").is_none() {
-            let _ = std::fs::remove_dir_all(&self.root);
-        }
+        self.served.log_dir(id)
     }
 }
 
@@ -289,7 +248,7 @@ fn plugin_server_docker_logs_match_dockerds_json_file() {
     // scribe logs on the node reads the same lines.
     let o = Command::new(scribe_bin())
         .args(["logs", "-n", "docker", "--log-root"])
-        .arg(&plugin.root)
+        .arg(&plugin.served.root)
         .arg(&scr_id)
         .output()
         .expect("run scribe logs");
@@ -378,9 +337,12 @@ fn plugin_server_docker_logs_match_dockerds_json_file() {
     for n in ["ref", "scr", "fref", "fscr"] {
         d.docker(&["rm", "-f", n]).assert_success();
     }
-    let o = plugin.stop();
+    let o = plugin.served.stop();
     assert_eq!(o.code, Some(0), "{o}");
-    assert!(!plugin.socket.exists(), "the socket is removed at exit");
+    assert!(
+        !plugin.served.socket.exists(),
+        "the socket is removed at exit"
+    );
 }
 
 #[test]
