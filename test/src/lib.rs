@@ -36,6 +36,7 @@ pub mod procs;
 pub mod records;
 pub mod scribe_cli;
 pub mod tasks_api;
+pub mod terminal;
 pub mod tmpfs;
 
 pub use cmd::{CmdOutput, Spawned};

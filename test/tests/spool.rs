@@ -157,6 +157,93 @@ fn spool_stopped_reader_gets_every_line_and_the_container_never_waits() {
     c.assert_clean();
 }
 
+/// A terminal's output (`ctr run -t`: the shim relays the pty master, `\r\n` line ends) spools
+/// too: the attached `ctr`, given a pty of its own, is stopped for 10 s while the container
+/// writes 16,000 paced lines; `ctr` then prints every line once, in order, and the container was
+/// never held up more than 100 ms.
+#[test]
+fn spool_terminal_stopped_reader_gets_every_line_and_the_container_never_waits() {
+    use scribe_e2e::terminal::{clean, spawn_in_pty};
+    let c = Containerd::start();
+    let logs = LogSetup::new(&c, "spooltty", "");
+    let id = unique_id("spooltty");
+    let script = format!("'{PACED}'");
+    let tail = [
+        "--rm",
+        "-t",
+        IMAGE,
+        id.as_str(),
+        "sh",
+        "-c",
+        script.as_str(),
+    ];
+    let args = if testing_scribe() {
+        logs.run_args(&tail)
+    } else {
+        c.run_args(&tail)
+    };
+    let command = format!(
+        "{} --address {} -n {} {}",
+        c.bin_dir().join("ctr").display(),
+        c.address().display(),
+        c.namespace(),
+        args.join(" ")
+    );
+    let started = Instant::now();
+    let ctr = spawn_in_pty(&command, &c.dir().join(format!("{id}.pid")));
+    assert!(
+        c.wait_task_status(&id, "RUNNING", Duration::from_secs(30)),
+        "{id} did not start\n{}",
+        c.log_tail(30)
+    );
+    ctr.signal(libc::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(10));
+    ctr.signal(libc::SIGCONT);
+    let o = ctr.script.wait_timeout(Duration::from_secs(120));
+    let took = started.elapsed();
+    // Every line came through the container's terminal: it ends in "\r\n".
+    let bare = o
+        .stdout
+        .split('\n')
+        .filter(|l| l.contains("line ") && !l.ends_with('\r'))
+        .count();
+    let text = clean(o.stdout.as_bytes());
+    let checked = check_lines(&text);
+    let (gap, at) = checked
+        .as_ref()
+        .map(|s| largest_gap(s))
+        .unwrap_or((f64::NAN, 0));
+    eprintln!(
+        "runtime {}: terminal, ctr stopped 10 s; {} lines printed ({bare} without \\r), check: {:?}; largest gap between container timestamps {:.0} ms (before line {at}); ctr ran {took:?}",
+        runtime(),
+        text.lines().count(),
+        checked.as_ref().map(|s| s.len()),
+        gap * 1000.0
+    );
+    if !testing_scribe() {
+        return;
+    }
+    assert!(o.success(), "ctr failed: {o}\n{}", c.log_tail(30));
+    let stamps = checked.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stamps.len(), LINES, "every line carries a timestamp");
+    assert_eq!(bare, 0, "terminal lines without \\r");
+    assert!(
+        gap < 0.1,
+        "the container was held up {:.0} ms before line {at}",
+        gap * 1000.0
+    );
+    let left: Vec<_> = std::fs::read_dir(logs.container_dir(&id))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(".spool"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "spool files left: {left:?}");
+    c.assert_clean();
+}
+
 /// A spool of 64 KiB fills while `ctr` is stopped: by default the container then blocks, as on
 /// a full pipe, and nothing is lost.
 #[test]
@@ -251,5 +338,146 @@ fn full_spool_non_blocking_drops_oldest_and_reports_exactly_what_is_missed() {
         .max();
     eprintln!("non-blocking spool: {missed} bytes missed by ctr, runtime.log says {total:?}");
     assert_eq!(total, Some(missed as u64), "{records:?}");
+    c.assert_clean();
+}
+
+/// (Rss, Pss) of process `pid` in KiB, from `/proc/<pid>/smaps_rollup`.
+fn rss_pss(pid: i32) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let field = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    Some((field("Rss:")?, field("Pss:")?))
+}
+
+/// Bytes in the container's spool files (their apparent size: the spool's write offset).
+fn spooled(logs: &LogSetup, id: &str) -> u64 {
+    std::fs::read_dir(logs.container_dir(id))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with(".spool"))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// 50 MiB of output, once `ctr` is stopped.
+const BULK: &str = "sleep 2; yes 0123456789012345678901234567890123456789012345678901234567890 | head -c 52428800; sleep 1";
+const BULK_BYTES: usize = 52_428_800;
+
+/// Memory stays flat while spooling: the attached `ctr` is stopped while the container writes
+/// 50 MiB (pipe, pipe with the json-file driver, terminal); the shim's Rss/Pss while 50 MiB are
+/// spooled and while they are replayed are printed beside its idle numbers, and must not grow
+/// by more than a few MiB (a spool in memory would add 50).
+#[test]
+fn spool_memory_stays_flat_whatever_the_spool_size() {
+    use scribe_e2e::terminal::spawn_in_pty;
+    if !testing_scribe() {
+        return;
+    }
+    let c = Containerd::start();
+    for (name, driver, tty) in [
+        ("pipe", "", false),
+        ("json", "LogDriver = \"json-file\"", false),
+        ("tty", "", true),
+    ] {
+        let logs = LogSetup::new(&c, &format!("spoolrss{name}"), driver);
+        let id = unique_id(&format!("spoolrss{name}"));
+        let script = format!("'{BULK}'");
+        let mut tail = vec!["--rm"];
+        if tty {
+            tail.push("-t");
+        }
+        tail.extend([IMAGE, id.as_str(), "sh", "-c", script.as_str()]);
+        let args = logs.run_args(&tail);
+        let (child, pid) = if tty {
+            let command = format!(
+                "{} --address {} -n {} {}",
+                c.bin_dir().join("ctr").display(),
+                c.address().display(),
+                c.namespace(),
+                args.join(" ")
+            );
+            let p = spawn_in_pty(&command, &c.dir().join(format!("{id}.pid")));
+            (p.script, p.pid)
+        } else {
+            let mut unquoted = args.clone();
+            if let Some(last) = unquoted.last_mut() {
+                *last = BULK;
+            }
+            let s = c.ctr_spawn(&unquoted);
+            let pid = s.pid();
+            (s, pid)
+        };
+        assert!(
+            c.wait_task_status(&id, "RUNNING", Duration::from_secs(30)),
+            "{id} did not start\n{}",
+            c.log_tail(30)
+        );
+        // SAFETY: kill(2) on the ctr this test started.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        let shim = c.shim_pid(&id).expect("the shim's pid");
+        std::thread::sleep(Duration::from_millis(1500));
+        let idle = rss_pss(shim).expect("shim memory");
+        let mut peak_spooling = idle;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut most = 0;
+        while Instant::now() < deadline {
+            if let Some((r, p)) = rss_pss(shim) {
+                peak_spooling = (peak_spooling.0.max(r), peak_spooling.1.max(p));
+            }
+            most = most.max(spooled(&logs, &id));
+            if most as usize >= BULK_BYTES - 256 * 1024 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let full = rss_pss(shim).expect("shim memory");
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+        child.signal(libc::SIGCONT);
+        let mut peak_replay = full;
+        let replay_started = Instant::now();
+        while spooled(&logs, &id) > 0 && replay_started.elapsed() < Duration::from_secs(60) {
+            if let Some((r, p)) = rss_pss(shim) {
+                peak_replay = (peak_replay.0.max(r), peak_replay.1.max(p));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let o = child.wait_timeout(Duration::from_secs(120));
+        eprintln!(
+            "spool memory ({name}): shim idle Rss {} KiB Pss {} KiB; spooling {} MiB: peak Rss {} KiB Pss {} KiB (at full: {} / {}); replaying: peak Rss {} KiB Pss {} KiB; ctr printed {} bytes",
+            idle.0,
+            idle.1,
+            most >> 20,
+            peak_spooling.0,
+            peak_spooling.1,
+            full.0,
+            full.1,
+            peak_replay.0,
+            peak_replay.1,
+            o.stdout.len()
+        );
+        assert!(o.success(), "ctr failed: {o}\n{}", c.log_tail(30));
+        assert!(
+            most as usize >= BULK_BYTES - 256 * 1024,
+            "{name}: only {most} bytes were spooled"
+        );
+        assert!(
+            o.stdout.len() >= BULK_BYTES,
+            "{name}: ctr printed {} bytes",
+            o.stdout.len()
+        );
+        let grew = peak_spooling.0.max(peak_replay.0).saturating_sub(idle.0);
+        assert!(
+            grew < 8 * 1024,
+            "{name}: the shim grew {grew} KiB while spooling 50 MiB"
+        );
+    }
     c.assert_clean();
 }

@@ -1,52 +1,12 @@
 //! Issue 3: terminals, pause/resume, metrics; issue 5: OOM events and records; issue 6: options
 //! TOML errors. Each drives a real containerd with ctr.
 
+use scribe_e2e::terminal::{in_pty, in_pty_typing};
 use scribe_e2e::*;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(30);
-
-/// Runs `inner` (a shell command line) inside a fresh pty through `script(1)` and returns what
-/// the terminal showed, with carriage returns removed.
-fn in_pty(inner: &str) -> String {
-    let out = Command::new("script")
-        .args(["-qfec", inner, "/dev/null"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("running script(1) (util-linux bsdutils): {e}"));
-    clean(&out.stdout)
-}
-
-/// Terminal output with carriage returns and the NUL ctr writes first (echoed as `^@`) removed.
-fn clean(raw: &[u8]) -> String {
-    // ctr writes a NUL before the first output of a terminal session (with either shim).
-    String::from_utf8_lossy(raw)
-        .replace(['\r', '\0'], "")
-        .replace("^@", "")
-}
-
-/// Like `in_pty`, typing `input` into the terminal after `delay`.
-fn in_pty_typing(inner: &str, input: &str, delay: Duration) -> String {
-    use std::io::Write;
-    let mut child = Command::new("script")
-        .args(["-qfec", inner, "/dev/null"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("running script(1) (util-linux bsdutils): {e}"));
-    std::thread::sleep(delay);
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    stdin
-        .write_all(input.as_bytes())
-        .unwrap_or_else(|e| panic!("typing into the terminal: {e}"));
-    let out = child
-        .wait_with_output()
-        .unwrap_or_else(|e| panic!("waiting for script(1): {e}"));
-    drop(stdin);
-    clean(&out.stdout)
-}
 
 fn ctr_line(c: &Containerd) -> String {
     format!(

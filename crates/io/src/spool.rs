@@ -9,8 +9,8 @@
 //! again or the relay ends.
 //!
 //! The spool takes bytes with `splice(2)` (pipe to file) or one `pwrite(2)` of the relay's own
-//! buffer, and replays them through one buffer of its own (allocated when it first replays):
-//! its memory does not grow with its size. Its size is bounded
+//! buffer, and replays them through the caller's buffer (the relay's one buffer of the stream):
+//! it holds no buffer of its own, and its memory does not grow with its size. Its size is bounded
 //! by [`SpoolConfig::max_size`]; when full, the relay either stops reading the container's pipe
 //! (the default: the container blocks as on a full pipe) or, with `mode=non-blocking`, drops the
 //! oldest spooled bytes, counts them and reports them ([`DriverReporter`], component `spool`).
@@ -99,14 +99,9 @@ pub struct Spool {
     reporter: Option<Arc<dyn DriverReporter>>,
     /// What the reports name: the FIFO.
     target: String,
-    /// The one buffer replay copies through (allocated at the first replay).
-    buf: Option<Vec<u8>>,
     /// When the FIFO last took replayed bytes.
     taken: Option<std::time::Instant>,
 }
-
-/// Bytes replayed per step: the relay's own buffer size.
-const REPLAY_BUF: usize = 32 * 1024;
 
 impl std::fmt::Debug for Spool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -148,7 +143,6 @@ impl Spool {
             spooled: 0,
             reporter: cfg.reporter.clone(),
             target: target.to_string(),
-            buf: None,
             taken: None,
         })
     }
@@ -259,19 +253,20 @@ impl Spool {
         }
     }
 
-    /// Replays the oldest spooled bytes (up to `len`) into pipe `tx`, which must be
-    /// non-blocking; returns how many moved. `WouldBlock`: `tx` is full.
+    /// Replays the oldest spooled bytes (up to `len`, and up to `buf`'s size) into pipe `tx`,
+    /// which must be non-blocking, copying through `buf`; returns how many moved. `WouldBlock`:
+    /// `tx` is full.
     ///
-    /// A copy through the spool's one buffer, not `splice(2)`: a spliced page stays the file's
+    /// A copy through the caller's buffer, not `splice(2)`: a spliced page stays the file's
     /// page while it sits in the FIFO, and the truncation or hole punching that frees the
     /// spool's disk would take it from the reader (the kernel drops truncated pages from a
-    /// pipe).
-    pub fn replay_to(&mut self, tx: &impl AsFd, len: usize) -> io::Result<usize> {
-        let len = len.min(self.len() as usize).min(REPLAY_BUF);
+    /// pipe). The buffer is the caller's (the relay's buffer of the stream, idle while it
+    /// replays), so that a spooling stream holds one buffer, not two.
+    pub fn replay_to(&mut self, tx: &impl AsFd, len: usize, buf: &mut [u8]) -> io::Result<usize> {
+        let len = len.min(self.len() as usize).min(buf.len());
         if len == 0 {
             return Ok(0);
         }
-        let buf = self.buf.get_or_insert_with(|| vec![0u8; REPLAY_BUF]);
         let got = loop {
             match nix::sys::uio::pread(self.file.as_fd(), &mut buf[..len], self.read) {
                 Ok(0) => return Err(err("pread", &self.name, io::ErrorKind::UnexpectedEof)),
@@ -434,7 +429,7 @@ mod tests {
         let (out_r, out_w) = pipe();
         let mut moved = 0;
         while !s.is_empty() {
-            moved += s.replay_to(&out_w, 3).unwrap();
+            moved += s.replay_to(&out_w, 3, &mut [0u8; 8]).unwrap();
         }
         assert_eq!(moved, 19);
         assert_eq!(s.spooled(), 19);
@@ -442,7 +437,7 @@ mod tests {
         assert_eq!(s.len(), 0);
         assert_eq!(s.file.metadata().unwrap().len(), 0);
         s.append(b"five\n").unwrap();
-        assert_eq!(s.replay_to(&out_w, 100).unwrap(), 5);
+        assert_eq!(s.replay_to(&out_w, 100, &mut [0u8; 64]).unwrap(), 5);
         drop((out_w, w));
         let mut got = String::new();
         (&out_r).read_to_string(&mut got).unwrap();
@@ -469,10 +464,11 @@ mod tests {
         )
         .unwrap();
         let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let mut buf = vec![0u8; 32 * 1024];
         s.append(&big).unwrap();
         let mut moved = 0;
         loop {
-            match s.replay_to(&w, 1 << 20) {
+            match s.replay_to(&w, 1 << 20, &mut buf) {
                 Ok(n) => moved += n,
                 Err(e) => {
                     assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
@@ -489,7 +485,7 @@ mod tests {
             v
         });
         while !s.is_empty() {
-            match s.replay_to(&w, 1 << 20) {
+            match s.replay_to(&w, 1 << 20, &mut buf) {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     std::thread::sleep(std::time::Duration::from_millis(1))
@@ -517,11 +513,11 @@ mod tests {
         assert!(!s.drops_oldest());
         assert_eq!(s.dropped(), 0);
         let (out_r, out_w) = pipe();
-        assert_eq!(s.replay_to(&out_w, 4).unwrap(), 4);
+        assert_eq!(s.replay_to(&out_w, 4, &mut [0u8; 64]).unwrap(), 4);
         assert_eq!(s.room(), 4);
         s.append(b"abcd").unwrap();
         while !s.is_empty() {
-            s.replay_to(&out_w, 100).unwrap();
+            s.replay_to(&out_w, 100, &mut [0u8; 64]).unwrap();
         }
         drop(out_w);
         let mut got = String::new();
@@ -551,7 +547,7 @@ mod tests {
         assert_eq!(s.dropped(), 7);
         let (out_r, out_w) = pipe();
         while !s.is_empty() {
-            s.replay_to(&out_w, 100).unwrap();
+            s.replay_to(&out_w, 100, &mut [0u8; 64]).unwrap();
         }
         drop(out_w);
         let mut got = String::new();

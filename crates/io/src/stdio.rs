@@ -32,6 +32,12 @@ use crate::stream::Stream;
 use crate::uri::StdioUri;
 
 /// Bytes moved per read; a compromise between syscalls per MiB and resident memory per stream.
+///
+/// A stream's relay holds exactly one buffer of this size, whatever it does: the copy loops
+/// (log drivers attached, a terminal, a file) read the container's output into it, and a
+/// spool replays through the same buffer (the loops do not read while they replay, and read no
+/// more than the spool can take, so bytes read are never waiting in the buffer for a replay).
+/// The zero-copy path allocates it only when its spool first replays.
 const RELAY_BUF: usize = 32 * 1024;
 
 /// The ends of the process's stdio that the runtime passes to the container (fds 0, 1, 2).
@@ -68,6 +74,9 @@ pub struct Relay {
     /// Dropped with the relay (the process was deleted): outputs then stop waiting for a FIFO
     /// reader and discard their spools.
     _deleted: Option<watch::Sender<()>>,
+    /// Bytes the outputs' spools replayed into their FIFOs: [`Relay::drain_replaying`] keeps
+    /// waiting while this grows.
+    replayed: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn ctx(e: io::Error, what: &str, path: &Path) -> io::Error {
@@ -231,6 +240,7 @@ impl Relay {
                 shed: 0,
                 spool: SpoolState::new(stdio.spool, stream, drivers.reads_back()),
                 deleted: deleted.clone(),
+                replayed: relay.replayed.clone(),
             };
             relay.outputs.push(tokio::spawn(relay_output(rx, out)));
         }
@@ -288,6 +298,7 @@ impl Relay {
             shed: 0,
             spool: SpoolState::new(stdio.spool, Stream::Stdout, drivers.reads_back()),
             deleted,
+            replayed: relay.replayed.clone(),
         };
         relay.drivers = drivers;
         relay
@@ -332,6 +343,11 @@ impl Relay {
         let deadline = tokio::time::Instant::now() + limit;
         let mut all = true;
         for task in &mut self.outputs {
+            // Finished (and perhaps awaited by an earlier call: a JoinHandle is polled to its
+            // end only once).
+            if task.is_finished() {
+                continue;
+            }
             if tokio::time::timeout_at(deadline, &mut *task).await.is_err() {
                 all = false;
             }
@@ -344,6 +360,29 @@ impl Relay {
             let _ = tokio::time::timeout_at(deadline, self.drivers.drain()).await;
         }
         all
+    }
+}
+
+impl Relay {
+    /// Like [`Relay::drain`], but keeps waiting, up to `max` in all, while the outputs' spools
+    /// replay into their FIFOs (some bytes replayed in each `stall`): a reader that came back
+    /// and is reading a large spool gets all of it before the exit is published (`ctr` closes
+    /// its FIFOs once it sees the exit), while a reader that is not reading, or a stray process
+    /// holding the pipes, costs no more than `stall`.
+    pub async fn drain_replaying(&mut self, stall: Duration, max: Duration) -> bool {
+        use std::sync::atomic::Ordering;
+        let end = tokio::time::Instant::now() + max;
+        loop {
+            let before = self.replayed.load(Ordering::Relaxed);
+            let left = end.saturating_duration_since(tokio::time::Instant::now());
+            if self.drain(stall.min(left)).await {
+                return true;
+            }
+            if self.replayed.load(Ordering::Relaxed) == before || tokio::time::Instant::now() >= end
+            {
+                return false;
+            }
+        }
     }
 }
 
@@ -370,6 +409,8 @@ struct Output {
     spool: SpoolState,
     /// Changes when the process is deleted (its [`Relay`] dropped).
     deleted: watch::Receiver<()>,
+    /// The relay's count of replayed bytes ([`Relay::drain_replaying`]).
+    replayed: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A FIFO destination's spool: created at the first write that would block.
@@ -408,6 +449,20 @@ impl SpoolState {
         matches!(self, SpoolState::On(s) if !s.is_empty())
     }
 
+    /// How many bytes a copy loop with a `cap`-byte buffer may read from the container now: no
+    /// more than a spool that blocks when full can still take, so that whatever is read goes
+    /// to the FIFO or the spool at once and the buffer is free to replay through. 0: the spool
+    /// is full, only replaying (the reader reading) makes room; the container waits meanwhile,
+    /// as on a full pipe.
+    fn read_limit(&self, cap: usize) -> usize {
+        let room = match self {
+            SpoolState::Ready(cfg, _) if !cfg.drop_oldest => cfg.max_size,
+            SpoolState::On(s) if !s.drops_oldest() => s.room(),
+            _ => return cap,
+        };
+        usize::try_from(room).unwrap_or(usize::MAX).min(cap)
+    }
+
     /// The spool, created now if needed; `None` when off or failed.
     fn get(&mut self, name: &str, container: &str) -> Option<&mut Spool> {
         if let SpoolState::Ready(cfg, stream) = self {
@@ -436,13 +491,15 @@ impl SpoolState {
     }
 }
 
-/// Replays one step of `spool` into the FIFO `tx` once it has room. An error when the process
-/// was deleted first (nobody will read the FIFO any more).
+/// Replays one step of `spool` into the FIFO `tx` once it has room, copying through `buf` (the
+/// stream's relay buffer); returns the bytes replayed. An error when the process was deleted
+/// first (nobody will read the FIFO any more).
 async fn replay_step(
     tx: &pipe::Sender,
     spool: &mut Spool,
     deleted: &mut watch::Receiver<()>,
-) -> io::Result<()> {
+    buf: &mut [u8],
+) -> io::Result<usize> {
     tokio::select! {
         r = tx.writable() => r?,
         _ = deleted.changed() => {
@@ -454,7 +511,7 @@ async fn replay_step(
     // As much as the FIFO takes now (bounded, so that the container's pipe is read too).
     let mut moved = 0;
     while moved < REPLAY_BURST && !spool.is_empty() {
-        match spool.replay_to(tx, CHUNK) {
+        match spool.replay_to(tx, CHUNK, buf) {
             Ok(n) => moved += n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 let _ = tx.try_io(|| Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock)));
@@ -463,7 +520,7 @@ async fn replay_step(
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    Ok(moved)
 }
 
 /// Bytes replayed per wake-up at most.
@@ -484,10 +541,14 @@ async fn fifo_drains_soon(tx: &pipe::Sender) -> io::Result<bool> {
 }
 
 /// Writes `buf` to the FIFO `tx` as far as it takes it now; the rest (and everything while the
-/// spool holds older bytes) is appended to the spool. A full spool either waits for the FIFO
-/// (the relay stops reading the container's pipe) or drops its oldest bytes. When the spool
-/// cannot be created or written, the FIFO is written as a pipe would be (after what the spool
-/// held).
+/// spool holds older bytes) is appended to the spool. A full spool drops its oldest bytes when
+/// it may; one that blocks never gets more than it has room for (the copy loops read no more,
+/// [`SpoolState::read_limit`]). When the spool cannot be created or written, the FIFO is
+/// written as a pipe would be, after what the spool held.
+///
+/// Replaying here, with `buf` (the relay's buffer) still holding unspooled bytes, needs a second
+/// buffer: it is allocated for that call only, on the two paths that should not happen in
+/// steady state (a spool write that failed; a blocking spool offered more than its room).
 async fn write_or_spool(
     tx: &mut pipe::Sender,
     state: &mut SpoolState,
@@ -520,7 +581,8 @@ async fn write_or_spool(
             if spool.drops_oldest() {
                 spool.make_room(rest.len() as u64);
             } else {
-                replay_step(tx, spool, deleted).await?;
+                let mut spare = vec![0u8; RELAY_BUF];
+                replay_step(tx, spool, deleted, &mut spare).await?;
                 continue;
             }
         }
@@ -530,8 +592,9 @@ async fn write_or_spool(
                 container;
                 "{name}: writing the spool: {e}: the container blocks while nobody reads"
             );
+            let mut spare = vec![0u8; RELAY_BUF];
             while !spool.is_empty() {
-                replay_step(tx, spool, deleted).await?;
+                replay_step(tx, spool, deleted, &mut spare).await?;
             }
             *state = SpoolState::Failed;
             return tx.write_all(rest).await;
@@ -655,28 +718,46 @@ impl Output {
         self.spool.pending() && matches!(self.sink, Some(Sink::Fifo { .. }))
     }
 
-    /// Replays one step of the spool into the FIFO (waiting for room); a FIFO that is gone for
-    /// good takes nothing more (the spool is discarded, counted as dropped).
-    async fn replay(&mut self) {
+    /// How many bytes to read from the container now, with a `cap`-byte buffer
+    /// ([`SpoolState::read_limit`]); never 0 unless spooled bytes wait for the FIFO.
+    fn read_limit(&self, cap: usize) -> usize {
+        match self.spool.read_limit(cap) {
+            0 if !self.pending() => cap,
+            n => n,
+        }
+    }
+
+    /// Replays one step of the spool into the FIFO (waiting for room) through `buf`; a FIFO that
+    /// is gone for good takes nothing more (the spool is discarded, counted as dropped).
+    async fn replay(&mut self, buf: &mut Vec<u8>) {
         let (Some(Sink::Fifo { tx, .. }), SpoolState::On(spool)) = (&self.sink, &mut self.spool)
         else {
             return;
         };
-        if let Err(e) = replay_step(tx, spool, &mut self.deleted).await {
-            log::error!(
-                container = self.container.as_str();
-                "replaying the spool of {}: {e}",
-                self.name
-            );
-            self.sink = None;
-            self.spool = SpoolState::Off;
+        if buf.is_empty() {
+            buf.resize(RELAY_BUF, 0);
+        }
+        match replay_step(tx, spool, &mut self.deleted, buf).await {
+            Ok(n) => {
+                self.replayed
+                    .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(e) => {
+                log::error!(
+                    container = self.container.as_str();
+                    "replaying the spool of {}: {e}",
+                    self.name
+                );
+                self.sink = None;
+                self.spool = SpoolState::Off;
+            }
         }
     }
 
-    /// Replays everything spooled (the stream reached EOF).
-    async fn flush_spool(&mut self) {
+    /// Replays everything spooled (the stream reached EOF) through `buf`.
+    async fn flush_spool(&mut self, buf: &mut Vec<u8>) {
         while self.pending() {
-            self.replay().await;
+            self.replay(buf).await;
         }
         if let SpoolState::On(s) = &self.spool {
             log::debug!(
@@ -690,8 +771,8 @@ impl Output {
         self.spool = SpoolState::Off;
     }
 
-    async fn finish(&mut self) {
-        self.flush_spool().await;
+    async fn finish(&mut self, buf: &mut Vec<u8>) {
+        self.flush_spool(buf).await;
         if self.shed > 0 {
             log::warn!(
                 container = self.container.as_str();
@@ -709,13 +790,15 @@ impl Output {
 /// Relays one output stream: zero-copy `splice(2)` when the bytes go to a single destination
 /// untransformed, a read/write copy when they are also framed for log drivers.
 async fn relay_output(rx: pipe::Receiver, mut out: Output) {
+    // The stream's one buffer: empty (no memory) until the copy loop or a replay needs it.
+    let mut buf = Vec::new();
     // splice(2) needs a pipe on both ends (an O_APPEND file refuses it): FIFOs and logger pipes.
     let pipe_sink = matches!(out.sink, Some(Sink::Fifo { .. } | Sink::Pipe(_)));
     let fifo = matches!(out.sink, Some(Sink::Fifo { .. }));
     if out.feed.is_none() && fifo && out.spool.active() {
-        match splice_spooled(&rx, &mut out).await {
+        match splice_spooled(&rx, &mut out, &mut buf).await {
             Ok(n) => {
-                out.flush_spool().await;
+                out.flush_spool(&mut buf).await;
                 log::debug!(
                     container = out.container.as_str();
                     "{}: {n} bytes relayed (splice), EOF",
@@ -753,7 +836,7 @@ async fn relay_output(rx: pipe::Receiver, mut out: Output) {
             out.sink = Some(sink);
         }
     }
-    copy_out(rx, out).await;
+    copy_out(rx, out, buf).await;
 }
 
 /// Moves bytes from the container's pipe to the sink with `splice(2)` until EOF; returns how many.
@@ -790,14 +873,20 @@ async fn splice_out(rx: &pipe::Receiver, sink: &Sink) -> io::Result<u64> {
 /// The zero-copy relay to a FIFO with a spool: `splice(2)` from the container's pipe to the FIFO
 /// while it has room; when it is full, from the pipe into the spool, and from the spool into the
 /// FIFO as it drains, oldest first, until the spool is empty again. Returns the bytes read from
-/// the pipe at EOF (the spool may still hold some: [`Output::flush_spool`]).
-async fn splice_spooled(rx: &pipe::Receiver, out: &mut Output) -> io::Result<u64> {
+/// the pipe at EOF (the spool may still hold some: [`Output::flush_spool`]). Replays copy
+/// through `buf`, the stream's one buffer, allocated at the first replay.
+async fn splice_spooled(
+    rx: &pipe::Receiver,
+    out: &mut Output,
+    buf: &mut Vec<u8>,
+) -> io::Result<u64> {
     let Output {
         sink,
         spool,
         deleted,
         name,
         container,
+        replayed,
         ..
     } = out;
     let Some(Sink::Fifo { tx, .. }) = sink.as_ref() else {
@@ -820,10 +909,13 @@ async fn splice_spooled(rx: &pipe::Receiver, out: &mut Output) -> io::Result<u64
                 let now = tokio::time::Instant::now();
                 let reading = sp.last_taken().is_some_and(|t| t.elapsed() < SPOOL_AFTER);
                 let wait_in = reading && now < next_in;
+                if buf.is_empty() {
+                    buf.resize(RELAY_BUF, 0);
+                }
                 tokio::select! {
                     biased;
-                    r = replay_step(tx, sp, deleted) => {
-                        r?;
+                    r = replay_step(tx, sp, deleted, buf) => {
+                        replayed.fetch_add(r? as u64, std::sync::atomic::Ordering::Relaxed);
                         continue;
                     }
                     r = rx.readable(), if !full && !wait_in => r?,
@@ -912,13 +1004,24 @@ fn poll_now(rx: &pipe::Receiver, tx: &pipe::Sender) -> (bool, bool) {
     (ready(0, PollFlags::POLLIN), ready(1, PollFlags::POLLOUT))
 }
 
-async fn copy_out(mut rx: pipe::Receiver, mut out: Output) {
-    let mut buf = vec![0u8; RELAY_BUF];
+/// The copy loop: reads the container's pipe into the stream's one buffer (`buf`, sized here),
+/// and replays a spool through the same buffer while it waits; reads no more than a blocking
+/// spool can take ([`Output::read_limit`]).
+async fn copy_out(rx: pipe::Receiver, mut out: Output, mut buf: Vec<u8>) {
+    buf.resize(RELAY_BUF, 0);
     let mut total = 0u64;
     loop {
-        let read = tokio::select! {
-            r = rx.read(&mut buf) => r,
-            _ = out.replay(), if out.pending() => continue,
+        let limit = out.read_limit(buf.len());
+        let ready = tokio::select! {
+            r = rx.readable(), if limit > 0 => r,
+            _ = out.replay(&mut buf), if out.pending() => continue,
+        };
+        let read = match ready {
+            Ok(()) => match rx.try_read(&mut buf[..limit]) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => r,
+            },
+            Err(e) => Err(e),
         };
         match read {
             Ok(0) => {
@@ -945,19 +1048,23 @@ async fn copy_out(mut rx: pipe::Receiver, mut out: Output) {
         }
     }
     // A last line without a newline is still written.
-    out.finish().await;
+    out.finish(&mut buf).await;
 }
 
+/// The terminal's copy loop: as [`copy_out`], with the pty master for the pipe (one buffer;
+/// no more read than a blocking spool can take).
 async fn copy_pty_out(master: std::sync::Arc<AsyncFd<OwnedFd>>, mut out: Output) {
     let mut buf = vec![0u8; RELAY_BUF];
     loop {
+        let limit = out.read_limit(buf.len());
         let ready = tokio::select! {
-            r = master.readable() => r,
-            _ = out.replay(), if out.pending() => continue,
+            r = master.readable(), if limit > 0 => r,
+            _ = out.replay(&mut buf), if out.pending() => continue,
         };
         let n = match ready {
             Ok(mut guard) => match guard.try_io(|fd| {
-                nix::unistd::read(fd.get_ref().as_raw_fd(), &mut buf).map_err(io::Error::from)
+                nix::unistd::read(fd.get_ref().as_raw_fd(), &mut buf[..limit])
+                    .map_err(io::Error::from)
             }) {
                 Ok(r) => r,
                 Err(_would_block) => continue,
@@ -976,7 +1083,7 @@ async fn copy_pty_out(master: std::sync::Arc<AsyncFd<OwnedFd>>, mut out: Output)
             }
         }
     }
-    out.finish().await;
+    out.finish(&mut buf).await;
 }
 
 async fn copy_pty_in(mut src: pipe::Receiver, master: std::sync::Arc<AsyncFd<OwnedFd>>) {
@@ -1240,6 +1347,50 @@ mod tests {
                 left,
             }
         })
+    }
+
+    /// A spooling stream holds one buffer: the copy loops read no more than a spool that blocks
+    /// when full can take (so what they read is never waiting in the buffer while the spool
+    /// replays through it), and read freely beside a spool that drops or no spool at all.
+    #[test]
+    fn copy_loops_read_no_more_than_a_blocking_spool_takes() {
+        let t = tempfile::tempdir().unwrap();
+        let cfg = SpoolConfig {
+            root: t.path().to_path_buf(),
+            subdirs: ["ns".into(), "c".into()],
+            max_size: 100,
+            drop_oldest: false,
+            reporter: None,
+        };
+        assert_eq!(SpoolState::Off.read_limit(RELAY_BUF), RELAY_BUF);
+        // Not created yet: at most the spool's size.
+        let ready = SpoolState::new(Some(&cfg), Stream::Stdout, false);
+        assert_eq!(ready.read_limit(RELAY_BUF), 100);
+        // Beside a driver that keeps everything the spool drops its oldest bytes: no limit.
+        let dropping = SpoolState::new(Some(&cfg), Stream::Stdout, true);
+        assert_eq!(dropping.read_limit(RELAY_BUF), RELAY_BUF);
+        let mut on = SpoolState::new(Some(&cfg), Stream::Stdout, false);
+        on.get("/f", "c").unwrap().append(&[b'x'; 60]).unwrap();
+        assert_eq!(on.read_limit(RELAY_BUF), 40);
+        assert_eq!(on.read_limit(16), 16);
+        on.get("/f", "c").unwrap().append(&[b'y'; 40]).unwrap();
+        // Full: nothing is read until the reader takes some, and then only what fits.
+        assert_eq!(on.read_limit(RELAY_BUF), 0);
+        assert!(on.pending());
+        let (r, w): (OwnedFd, OwnedFd) = nix::unistd::pipe().unwrap();
+        // The replay copies through the caller's buffer (here 8 bytes): the spool has none.
+        let mut buf = [0u8; 8];
+        let moved = on
+            .get("/f", "c")
+            .unwrap()
+            .replay_to(&w, 100, &mut buf)
+            .unwrap();
+        assert_eq!(moved, 8);
+        assert_eq!(on.read_limit(RELAY_BUF), 8);
+        drop(w);
+        let mut got = Vec::new();
+        File::from(r).read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"xxxxxxxx");
     }
 
     /// The reader stops: the container is not blocked (its output is spooled); the reader then

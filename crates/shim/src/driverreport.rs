@@ -7,6 +7,14 @@
 //! report, so they add up over the records to the `total_*` of the closing summary. Bytes are
 //! container output bytes (before JSON escaping).
 //!
+//! The spool (component `spool`) drops bytes, not entries: it cuts the oldest run of bytes out
+//! of a FIFO's byte stream, wherever a line happens to end, so there is no entry count to give
+//! (a line cut in two would count as neither or both, and counting lines would mean reading
+//! the dropped bytes back from disk). Its records carry `bytes_dropped` / `total_bytes_dropped`
+//! only; an `entries_dropped` of 0 beside them would read as "no entries were lost". The spec's
+//! runtime-log schema (timestamp, level, component, msg, error, pid) has no drop fields, so
+//! the counts are additions either way.
+//!
 //! `runtime.log` lives under `LogRoot`; when the json-file log shares that file system and it is
 //! full, the record cannot be written either, and the shim's own log (containerd's log) is what
 //! still says it. `JsonFileRoot` puts json-file logs elsewhere so that this cannot happen.
@@ -45,9 +53,22 @@ impl DriverReporter for RuntimeLogReporter {
     }
 }
 
-fn with_counts(rec: RuntimeRecord, prefix: &str, c: DropCounts) -> RuntimeRecord {
-    rec.with_field(format!("{prefix}entries_dropped"), c.entries)
-        .with_field(format!("{prefix}bytes_dropped"), c.bytes)
+fn with_counts(rec: RuntimeRecord, prefix: &str, c: DropCounts, bytes_only: bool) -> RuntimeRecord {
+    let rec = if bytes_only {
+        rec
+    } else {
+        rec.with_field(format!("{prefix}entries_dropped"), c.entries)
+    };
+    rec.with_field(format!("{prefix}bytes_dropped"), c.bytes)
+}
+
+/// "3 entries (30 bytes)", or "30 bytes" for a component that drops bytes, not entries.
+fn amount(c: DropCounts, bytes_only: bool) -> String {
+    if bytes_only {
+        format!("{} bytes", c.bytes)
+    } else {
+        format!("{} entries ({} bytes)", c.entries, c.bytes)
+    }
 }
 
 /// Whether the driver writes a file (its target is a path) rather than sending to a peer.
@@ -63,7 +84,11 @@ pub fn record(id: &str, driver: &str, target: &str, report: &DriverReport) -> Ru
             .with_field("container_id", id)
             .with_field(if file { "file" } else { "destination" }, target)
     };
-    let (what, write) = if file {
+    // The spool's drops are byte runs cut out of a byte stream (see the module's doc).
+    let bytes_only = driver == scribe_io::spool::COMPONENT;
+    let (what, write) = if bytes_only {
+        ("spool".to_string(), "write")
+    } else if file {
         (format!("{driver} log"), "write")
     } else {
         (driver.to_string(), "deliver to")
@@ -71,19 +96,26 @@ pub fn record(id: &str, driver: &str, target: &str, report: &DriverReport) -> Ru
     match report {
         DriverReport::Dropping { error } => base(
             Level::Error,
-            format!("cannot {write} the {what}: dropping container output until that works again"),
+            if bytes_only {
+                "the spool is full: dropping its oldest bytes of container output".to_string()
+            } else {
+                format!(
+                    "cannot {write} the {what}: dropping container output until that works again"
+                )
+            },
         )
         .with_error(error.clone()),
         DriverReport::Resumed { lost } => with_counts(
             base(
                 Level::Warn,
                 format!(
-                    "{what} writable again: {} entries ({} bytes) of container output were dropped",
-                    lost.entries, lost.bytes
+                    "{what} writable again: {} of container output were dropped",
+                    amount(*lost, bytes_only)
                 ),
             ),
             "",
             *lost,
+            bytes_only,
         ),
         DriverReport::Warning { error } => base(
             Level::Warn,
@@ -101,13 +133,14 @@ pub fn record(id: &str, driver: &str, target: &str, report: &DriverReport) -> Ru
         } => {
             let msg = if *still_dropping {
                 format!(
-                    "{what} closed while still dropping: {} entries ({} bytes) dropped since the last report, {} entries ({} bytes) in all",
-                    unreported.entries, unreported.bytes, total.entries, total.bytes
+                    "{what} closed while still dropping: {} dropped since the last report, {} in all",
+                    amount(*unreported, bytes_only),
+                    amount(*total, bytes_only)
                 )
             } else {
                 format!(
-                    "{what} closed: {} entries ({} bytes) of container output were dropped in all",
-                    total.entries, total.bytes
+                    "{what} closed: {} of container output were dropped in all",
+                    amount(*total, bytes_only)
                 )
             };
             let level = if *still_dropping {
@@ -116,9 +149,10 @@ pub fn record(id: &str, driver: &str, target: &str, report: &DriverReport) -> Ru
                 Level::Warn
             };
             with_counts(
-                with_counts(base(level, msg), "", *unreported),
+                with_counts(base(level, msg), "", *unreported, bytes_only),
                 "total_",
                 *total,
+                bytes_only,
             )
         }
     }
@@ -196,6 +230,33 @@ mod tests {
         assert_eq!(v["bytes_dropped"], 20);
         assert_eq!(v["total_entries_dropped"], 5);
         assert_eq!(v["total_bytes_dropped"], 50);
+    }
+
+    /// The spool's drops are bytes: its records give bytes only, no entry count of 0.
+    #[test]
+    fn spool_drops_are_counted_in_bytes_only() {
+        let closed = DriverReport::Closed {
+            unreported: DropCounts {
+                entries: 0,
+                bytes: 7,
+            },
+            total: DropCounts {
+                entries: 0,
+                bytes: 70,
+            },
+            still_dropping: false,
+        };
+        let v = json(&record("c1", "spool", "/run/ns/c1-stdout", &closed));
+        assert_eq!(v["component"], "spool");
+        assert_eq!(v["bytes_dropped"], 7);
+        assert_eq!(v["total_bytes_dropped"], 70);
+        assert!(v.get("entries_dropped").is_none(), "{v}");
+        assert!(v.get("total_entries_dropped").is_none(), "{v}");
+        let msg = v["msg"].as_str().unwrap_or("");
+        assert!(msg.contains("70 bytes") && !msg.contains("entries"), "{v}");
+        // Other components keep their entry counts.
+        let v = json(&record("c1", "json-file", LOG, &closed));
+        assert_eq!(v["total_entries_dropped"], 0);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Where a process's exit is published, and in what order.
 //!
 //! Scribe's order goes beyond containerd's: a process's output is drained before its TaskExit
-//! (bounded by [`OUTPUT_DRAIN_LIMIT`]); every exec's TaskExit precedes the init's (bounded by
+//! (bounded by [`OUTPUT_DRAIN_LIMIT`], or [`OUTPUT_REPLAY_LIMIT`] while a spool replays); every exec's TaskExit precedes the init's (bounded by
 //! [`EXEC_EXIT_LIMIT`], then leftover execs are killed); a TaskOOM precedes the init's TaskExit
 //! (the OOM watcher's last check, armed by `oom.rs`); and the process's `op` lock keeps its
 //! TaskStart/TaskExecStarted before its TaskExit. The counters this waits on are
@@ -22,6 +22,10 @@ use crate::process::{Exit, Process, Role, State};
 /// goes on after the deadline, so those bytes still arrive, just after the exit event, until the
 /// process is deleted (a spool not replayed by then is discarded and counted as dropped).
 pub const OUTPUT_DRAIN_LIMIT: Duration = Duration::from_secs(2);
+/// How long the exit may wait in all while a spool is being replayed (its reader reading: some
+/// bytes in every [`OUTPUT_DRAIN_LIMIT`]). `ctr` closes its FIFOs once it has the exit, so the
+/// exit waits for a reader that reads a large spool back, within this bound.
+pub const OUTPUT_REPLAY_LIMIT: Duration = Duration::from_secs(120);
 /// How long the init's TaskExit waits for exec processes to report their exits; after that they
 /// are killed (they outlive the init only when the pid namespace is shared with the host).
 pub const EXEC_EXIT_LIMIT: Duration = Duration::from_secs(5);
@@ -41,10 +45,16 @@ pub async fn watch_exit(
     // success (containerd's convention for a lost exit is 255).
     let code = exited.await.unwrap_or(255);
     let at = SystemTime::now();
-    if !p.relay.lock().await.drain(OUTPUT_DRAIN_LIMIT).await {
+    if !p
+        .relay
+        .lock()
+        .await
+        .drain_replaying(OUTPUT_DRAIN_LIMIT, OUTPUT_REPLAY_LIMIT)
+        .await
+    {
         log::warn!(
             container = c.id.as_str();
-            "{}: output not delivered {:?} after exit (a process outside the container holds it, or a FIFO reader is not reading the spooled output); publishing the exit",
+            "{}: output not delivered {:?} after exit (a process outside the container holds it, or a FIFO reader is not reading the spooled output, or its replay took longer than {OUTPUT_REPLAY_LIMIT:?}); publishing the exit",
             p.name(),
             OUTPUT_DRAIN_LIMIT
         );
