@@ -198,9 +198,9 @@ fn full_spool_blocks_the_container_and_loses_nothing() {
 /// bytes is exactly what `ctr` did not print.
 ///
 /// The exit is published (after the bounded drain) while `ctr` is stopped, so `ctr` has it at
-/// once when continued; `ctr` 2.x then closes its FIFOs before Delete (its IO cancel), and what
-/// it had not read by then (the FIFO's bytes, the spool's rest) is missing at the end of its
-/// output. The shim cannot deliver those; it counts them as dropped at Delete, so the count
+/// once when continued; `ctr` (1.6 and 2.1 alike) then closes its FIFOs before Delete (its IO
+/// cancel), and what it had not read by then (the FIFO's bytes, the spool's rest) is missing at
+/// the end of its output. The shim cannot deliver those; it counts them as dropped at Delete, so the count
 /// still equals what `ctr` missed.
 #[test]
 fn full_spool_non_blocking_drops_oldest_and_reports_exactly_what_is_missed() {
@@ -274,7 +274,7 @@ fn full_spool_non_blocking_drops_oldest_and_reports_exactly_what_is_missed() {
 /// The container writes everything and exits while the attached `ctr` is stopped, its output
 /// in the (roomy) spool: the exit is published after the bounded drain, so `ctr`, continued,
 /// has it at once. Every byte is either printed by `ctr`, in order, or counted as dropped in
-/// runtime.log: `ctr` 2.x closes its FIFOs before Delete, and what it had not read by then is
+/// runtime.log: `ctr` closes its FIFOs before Delete, and what it had not read by then is
 /// missing at the end of its output; the shim counts exactly that.
 #[test]
 fn reader_back_after_exit_gets_or_is_told_every_byte() {

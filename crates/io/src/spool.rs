@@ -221,7 +221,7 @@ impl Spool {
     }
 
     /// Counts `n` bytes that reached the FIFO but that no reader will read (its last reader
-    /// closed it with them still queued, e.g. `ctr` 2.x cancelling its copy before Delete) as
+    /// closed it with them still queued, e.g. `ctr` cancelling its copy before Delete) as
     /// dropped: they were written, yet never delivered, and must not be lost silently.
     pub fn lost_in_fifo(&mut self, n: u64) {
         self.dropped += n;

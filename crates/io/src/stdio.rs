@@ -733,7 +733,7 @@ impl Output {
     /// The process was deleted while its spool was in use: replays what the spool holds to a
     /// reader that reads, for the grace [`Relay::close`] gave (none when the relay was dropped),
     /// then counts as dropped what no reader will take: the spool's rest and, when no reader
-    /// has the FIFO open any more, what the FIFO holds (`ctr` 2.x closes its FIFOs before Delete;
+    /// has the FIFO open any more, what the FIFO holds (`ctr` closes its FIFOs before Delete;
     /// bytes left in them were written, but never delivered). Then lets the FIFO go and reports.
     async fn finish_deleted(&mut self) {
         let grace = self.deleted.borrow().unwrap_or_default();
@@ -778,7 +778,7 @@ impl Output {
 
     /// At EOF: replays everything spooled, then waits until the reader took what the FIFO
     /// holds. The FIFO stays open meanwhile, so that what a reader leaves in it (closing its
-    /// end, as `ctr` 2.x does before Delete) is still seen, and counted, at Delete. Only for a
+    /// end, as `ctr` does before Delete) is still seen, and counted, at Delete. Only for a
     /// stream whose spool was used; waiting ends when the process is deleted.
     async fn flush_spool(&mut self) {
         let mut nap = FIFO_POLL_MIN;
@@ -1466,7 +1466,7 @@ mod tests {
 
     /// Delete while output waits in the spool and the FIFO (the reader was stopped, the
     /// container exited): every byte is either delivered or counted as dropped. A reader that
-    /// closed its end before Delete (`ctr` 2.x cancels its copy first) misses what the FIFO held
+    /// closed its end before Delete (`ctr` cancels its copy first) misses what the FIFO held
     /// and what the spool still held, and the report counts exactly those; a reader that still
     /// reads at Delete gets the spool's rest within the grace, and only the oldest bytes the
     /// full spool dropped are missing.
