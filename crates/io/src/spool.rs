@@ -24,7 +24,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use nix::errno::Errno;
@@ -105,6 +105,8 @@ pub struct Spool {
     buf: Option<Vec<u8>>,
     /// When the FIFO last took replayed bytes.
     taken: Option<std::time::Instant>,
+    /// Counts this spool while it exists ([`Spool::count_in`]).
+    live: Option<Arc<AtomicUsize>>,
 }
 
 /// Bytes replayed per step: the relay's own buffer size.
@@ -153,7 +155,17 @@ impl Spool {
             target: target.to_string(),
             buf: None,
             taken: None,
+            live: None,
         })
+    }
+
+    /// Counts this spool in `live` until it is dropped (reported, its file removed): the relay's
+    /// close at Delete waits for its spools by this count.
+    pub fn count_in(&mut self, live: Arc<AtomicUsize>) {
+        live.fetch_add(1, Ordering::AcqRel);
+        if let Some(old) = self.live.replace(live) {
+            old.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 
     /// Undelivered bytes.
@@ -387,6 +399,9 @@ impl Drop for Spool {
                 self.name.to_string_lossy(),
                 self.target
             );
+        }
+        if let Some(live) = &self.live {
+            live.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }

@@ -11,6 +11,8 @@ use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::fcntl::OFlag;
@@ -69,6 +71,8 @@ pub struct Relay {
     /// to finish a replay a reader is reading) or dropped with the relay (no grace): outputs then
     /// stop waiting for a FIFO reader, count what no reader will take and let their FIFOs go.
     deleted: Option<watch::Sender<Option<Duration>>>,
+    /// The outputs' spools that exist ([`Spool::count_in`]): [`Relay::close`] waits for them.
+    spools: Arc<AtomicUsize>,
 }
 
 fn ctx(e: io::Error, what: &str, path: &Path) -> io::Error {
@@ -237,7 +241,12 @@ impl Relay {
                     spec.to_string()
                 },
                 shed: 0,
-                spool: SpoolState::new(stdio.spool, stream, drivers.reads_back()),
+                spool: SpoolState::new(
+                    stdio.spool,
+                    stream,
+                    drivers.reads_back(),
+                    relay.spools.clone(),
+                ),
                 deleted: deleted.clone(),
             };
             relay.outputs.push(tokio::spawn(relay_output(rx, out)));
@@ -294,7 +303,12 @@ impl Relay {
             container: stdio.id.to_string(),
             name: format!("terminal of {}", stdio.id),
             shed: 0,
-            spool: SpoolState::new(stdio.spool, Stream::Stdout, drivers.reads_back()),
+            spool: SpoolState::new(
+                stdio.spool,
+                Stream::Stdout,
+                drivers.reads_back(),
+                relay.spools.clone(),
+            ),
             deleted,
         };
         relay.drivers = drivers;
@@ -357,25 +371,27 @@ impl Relay {
     /// The process is being deleted: closes its stdin and tells its outputs, which then replay
     /// what their spools still hold to a FIFO reader that is reading, for at most `grace`, count
     /// what no reader will take (the spool's rest, and what the FIFO holds once no reader has it
-    /// open) as dropped, report it, and let the FIFOs go. Waits for them (a little longer than
-    /// `grace`), so that the drops are reported and the spool files removed when Delete answers.
+    /// open) as dropped, report it, and let the FIFOs go. Waits for their spools to be gone (a
+    /// little longer than `grace` at most), so that the drops are reported and the spool files
+    /// removed when Delete answers.
     pub async fn close(&mut self, grace: Duration) {
         self.close_stdin();
         if let Some(deleted) = self.deleted.take() {
             deleted.send_replace(Some(grace));
         }
+        // Outputs without a spool have nothing to settle (one a stray process keeps writing
+        // to goes on copying): only the spools are waited for.
         let deadline = tokio::time::Instant::now() + grace + CLOSE_MARGIN;
-        for task in &mut self.outputs {
-            // A task `drain` saw finish was polled to completion already.
-            if !task.is_finished() {
-                let _ = tokio::time::timeout_at(deadline, &mut *task).await;
-            }
+        while self.spools.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(CLOSE_POLL).await;
         }
     }
 }
 
-/// How much longer than its grace [`Relay::close`] waits for the outputs.
+/// How much longer than its grace [`Relay::close`] waits for the outputs' spools.
 const CLOSE_MARGIN: Duration = Duration::from_millis(500);
+/// How often [`Relay::close`] looks whether the spools are gone.
+const CLOSE_POLL: Duration = Duration::from_millis(2);
 
 impl Drop for Relay {
     fn drop(&mut self) {
@@ -406,8 +422,8 @@ struct Output {
 enum SpoolState {
     /// Spooling is off (or the destination is no FIFO).
     Off,
-    /// On, nothing spooled yet.
-    Ready(SpoolConfig, Stream),
+    /// On, nothing spooled yet; the spool, once created, is counted in the relay's spools.
+    Ready(SpoolConfig, Stream, Arc<AtomicUsize>),
     On(Spool),
     /// Creating the spool failed (reported once): the FIFO blocks as without spooling.
     Failed,
@@ -418,12 +434,17 @@ impl SpoolState {
     /// cache). Then a full spool drops its oldest bytes whatever the mode: the log still has
     /// them, and a FIFO nobody will ever read (`ctr run -d`) must not block the container once
     /// the spool is full, as it did not before spooling (the 2 s shedding).
-    fn new(cfg: Option<&SpoolConfig>, stream: Stream, keeps_all: bool) -> SpoolState {
+    fn new(
+        cfg: Option<&SpoolConfig>,
+        stream: Stream,
+        keeps_all: bool,
+        live: Arc<AtomicUsize>,
+    ) -> SpoolState {
         match cfg {
             Some(c) if c.max_size > 0 => {
                 let mut c = c.clone();
                 c.drop_oldest |= keeps_all;
-                SpoolState::Ready(c, stream)
+                SpoolState::Ready(c, stream, live)
             }
             _ => SpoolState::Off,
         }
@@ -440,9 +461,10 @@ impl SpoolState {
 
     /// The spool, created now if needed; `None` when off or failed.
     fn get(&mut self, name: &str, container: &str) -> Option<&mut Spool> {
-        if let SpoolState::Ready(cfg, stream) = self {
+        if let SpoolState::Ready(cfg, stream, live) = self {
             *self = match Spool::create(cfg, *stream, name) {
-                Ok(s) => {
+                Ok(mut s) => {
+                    s.count_in(live.clone());
                     log::info!(
                         container;
                         "{name}: the reader is not reading: spooling its output to disk (up to {} bytes)",
@@ -690,9 +712,10 @@ impl Output {
         }
     }
 
-    /// Whether spooled bytes wait for the FIFO.
-    fn pending(&self) -> bool {
-        self.spool.pending() && matches!(self.sink, Some(Sink::Fifo { .. }))
+    /// Whether the FIFO has a spool (empty or not): [`Output::replay`] then has work, or waits
+    /// for the delete.
+    fn spooling(&self) -> bool {
+        matches!(self.spool, SpoolState::On(_)) && matches!(self.sink, Some(Sink::Fifo { .. }))
     }
 
     /// Replays one step of the spool into the FIFO (waiting for room); a FIFO that is gone for
@@ -703,6 +726,12 @@ impl Output {
         else {
             return;
         };
+        if spool.is_empty() {
+            // Nothing to replay until new output is spooled; the delete, though, must be seen
+            // (the caller then settles the FIFO).
+            let _ = self.deleted.changed().await;
+            return;
+        }
         if let Err(e) = replay_step(tx, spool, &mut self.deleted).await {
             if self.must_finish() {
                 return;
@@ -974,7 +1003,14 @@ async fn splice_spooled(rx: &pipe::Receiver, out: &mut Output) -> io::Result<u64
                 continue;
             }
         }
-        rx.readable().await?;
+        // An empty spool still has a FIFO to settle at Delete.
+        let spooling = matches!(spool, SpoolState::On(_));
+        tokio::select! {
+            r = rx.readable() => r?,
+            _ = deleted.changed(), if spooling => {
+                return Err(io::Error::other("the process was deleted"))
+            }
+        }
         match splice_some(rx, tx, CHUNK, true) {
             Ok(0) => return Ok(total),
             Ok(n) => total += n as u64,
@@ -1069,7 +1105,7 @@ async fn copy_out(mut rx: pipe::Receiver, mut out: Output) {
         }
         let read = tokio::select! {
             r = rx.read(&mut buf) => r,
-            _ = out.replay(), if out.pending() => continue,
+            _ = out.replay(), if out.spooling() => continue,
         };
         match read {
             Ok(0) => {
@@ -1107,7 +1143,7 @@ async fn copy_pty_out(master: std::sync::Arc<AsyncFd<OwnedFd>>, mut out: Output)
         }
         let ready = tokio::select! {
             r = master.readable() => r,
-            _ = out.replay(), if out.pending() => continue,
+            _ = out.replay(), if out.spooling() => continue,
         };
         let n = match ready {
             Ok(mut guard) => match guard.try_io(|fd| {
@@ -1582,5 +1618,49 @@ mod tests {
                 .unwrap_or(0);
             assert_eq!(left, 0, "reads_at_close {reads_at_close}: spool file left");
         }
+    }
+
+    /// Close at Delete waits only for spools: an output whose pipe a stray process still holds
+    /// open, with nothing spooled, does not hold Delete up.
+    #[test]
+    fn close_does_not_wait_for_a_stream_without_a_spool() {
+        let t = tempfile::tempdir().unwrap();
+        let fifo = t.path().join("out");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let cfg = SpoolConfig {
+            root: t.path().join("logroot"),
+            subdirs: ["ns".into(), "c".into()],
+            max_size: 1 << 20,
+            drop_oldest: false,
+            reporter: None,
+        };
+        let _reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        rt().block_on(async {
+            let spec = StdioSpec {
+                stdin: "",
+                stdout: fifo.to_str().unwrap(),
+                stderr: "",
+                id: "c",
+                namespace: "ns",
+                spool: Some(&cfg),
+            };
+            let (ends, mut relay) = Relay::start(&spec, Drivers::default()).await.unwrap();
+            // The "stray process": the container's end stays open.
+            let mut out = File::from(ends.stdout.unwrap());
+            out.write_all(b"hello\n").unwrap();
+            assert!(!relay.drain(Duration::from_millis(100)).await);
+            let started = std::time::Instant::now();
+            relay.close(Duration::from_secs(5)).await;
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "{:?}",
+                started.elapsed()
+            );
+            drop(out);
+        });
     }
 }
