@@ -24,7 +24,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use nix::errno::Errno;
@@ -96,11 +96,15 @@ pub struct Spool {
     reported: u64,
     /// Bytes that went through the spool in all.
     spooled: u64,
+    /// Bytes the FIFO still held when its last reader closed it (counted in `dropped` too).
+    unread: u64,
     reporter: Option<Arc<dyn DriverReporter>>,
     /// What the reports name: the FIFO.
     target: String,
     /// When the FIFO last took replayed bytes.
     taken: Option<std::time::Instant>,
+    /// Counts this spool while it exists ([`Spool::count_in`]).
+    live: Option<Arc<AtomicUsize>>,
 }
 
 impl std::fmt::Debug for Spool {
@@ -141,10 +145,21 @@ impl Spool {
             dropped: 0,
             reported: 0,
             spooled: 0,
+            unread: 0,
             reporter: cfg.reporter.clone(),
             target: target.to_string(),
             taken: None,
+            live: None,
         })
+    }
+
+    /// Counts this spool in `live` until it is dropped (reported, its file removed): the relay's
+    /// close at Delete waits for its spools by this count.
+    pub fn count_in(&mut self, live: Arc<AtomicUsize>) {
+        live.fetch_add(1, Ordering::AcqRel);
+        if let Some(old) = self.live.replace(live) {
+            old.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 
     /// Undelivered bytes.
@@ -209,6 +224,20 @@ impl Spool {
         self.dropped += drop;
         self.after_read();
         drop
+    }
+
+    /// Counts `n` bytes that reached the FIFO but that no reader will read (its last reader
+    /// closed it with them still queued, e.g. `ctr` cancelling its copy before Delete) as
+    /// dropped: they were written, yet never delivered, and must not be lost silently.
+    pub fn lost_in_fifo(&mut self, n: u64) {
+        self.dropped += n;
+        self.unread += n;
+    }
+
+    /// Counts `n` bytes of output that never reached the spool or the FIFO (the process was
+    /// deleted while they waited for room) as dropped.
+    pub fn lost_before(&mut self, n: u64) {
+        self.dropped += n;
     }
 
     /// Appends all of `buf` (the caller made room) with `pwrite(2)`.
@@ -330,9 +359,10 @@ impl Spool {
         }
         let unreported = self.dropped - self.reported;
         log::warn!(
-            "spool of {}: {} bytes of container output were dropped in all ({left} still spooled when the output was closed)",
+            "spool of {}: {} bytes of container output were dropped in all ({left} still spooled when the output was closed, {} left unread in the FIFO by its last reader)",
             self.target,
-            self.dropped
+            self.dropped,
+            self.unread
         );
         if let Some(r) = &self.reporter {
             r.report(
@@ -347,7 +377,7 @@ impl Spool {
                         entries: 0,
                         bytes: self.dropped,
                     },
-                    still_dropping: left > 0,
+                    still_dropping: left > 0 || self.unread > 0,
                 },
             );
         }
@@ -364,6 +394,9 @@ impl Drop for Spool {
                 self.name.to_string_lossy(),
                 self.target
             );
+        }
+        if let Some(live) = &self.live {
+            live.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
@@ -610,5 +643,43 @@ mod tests {
         .unwrap_err();
         assert!(!e.to_string().is_empty());
         assert_eq!(std::fs::read_dir(other.path()).unwrap().count(), 0);
+    }
+
+    /// At close, bytes the FIFO's last reader left unread and bytes that never reached the
+    /// spool count as dropped beside the spool's own drops and rest: one total, reported once.
+    #[test]
+    fn close_counts_what_the_fifo_and_the_spool_still_held() {
+        let t = tempfile::tempdir().unwrap();
+        let reports = Arc::new(Reports::default());
+        let mut s = Spool::create(
+            &cfg(t.path(), 10, true, reports.clone()),
+            Stream::Stdout,
+            "/f",
+        )
+        .unwrap();
+        s.append(b"0123456789").unwrap();
+        assert_eq!(s.make_room(4), 4);
+        s.append(b"abcd").unwrap();
+        s.lost_in_fifo(100);
+        s.lost_before(7);
+        assert_eq!(s.dropped(), 111);
+        drop(s);
+        let r = reports.0.lock().unwrap().clone();
+        assert!(matches!(r[0], DriverReport::Dropping { .. }), "{r:?}");
+        assert_eq!(
+            r[1],
+            DriverReport::Closed {
+                unreported: DropCounts {
+                    entries: 0,
+                    bytes: 121
+                },
+                total: DropCounts {
+                    entries: 0,
+                    bytes: 121
+                },
+                still_dropping: true,
+            }
+        );
+        assert_eq!(r.len(), 2, "{r:?}");
     }
 }

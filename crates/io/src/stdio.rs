@@ -11,6 +11,8 @@ use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::fcntl::OFlag;
@@ -71,12 +73,15 @@ pub struct Relay {
     console: Option<std::sync::Arc<AsyncFd<OwnedFd>>>,
     /// The log drivers the outputs feed, to wait for them in [`Relay::drain`].
     drivers: Drivers,
-    /// Dropped with the relay (the process was deleted): outputs then stop waiting for a FIFO
-    /// reader and discard their spools.
-    _deleted: Option<watch::Sender<()>>,
+    /// Set by [`Relay::close`] (the process is deleted; the value is the grace the outputs get
+    /// to finish a replay a reader is reading) or dropped with the relay (no grace): outputs then
+    /// stop waiting for a FIFO reader, count what no reader will take and let their FIFOs go.
+    deleted: Option<watch::Sender<Option<Duration>>>,
+    /// The outputs' spools that exist ([`Spool::count_in`]): [`Relay::close`] waits for them.
+    spools: Arc<AtomicUsize>,
     /// Bytes the outputs' spools replayed into their FIFOs: [`Relay::drain_replaying`] keeps
     /// waiting while this grows.
-    replayed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    replayed: Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn ctx(e: io::Error, what: &str, path: &Path) -> io::Error {
@@ -90,8 +95,12 @@ fn new_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 
 /// Where a stream's bytes go.
 enum Sink {
-    /// A FIFO, with the read end we hold to keep it from breaking when its reader goes away.
-    Fifo { tx: pipe::Sender, _hold: File },
+    /// A FIFO, with the read end we hold to keep it from breaking when its reader goes away
+    /// (let go once the process is deleted, so that a FIFO without a reader shows).
+    Fifo {
+        tx: pipe::Sender,
+        hold: Option<File>,
+    },
     /// A pipe to a logging binary (when the bytes also feed log drivers).
     Pipe(pipe::Sender),
     /// A regular file, appended to.
@@ -140,7 +149,10 @@ impl Sink {
         let tx = pipe::OpenOptions::new()
             .open_sender(path)
             .map_err(|e| ctx(e, "open for writing", path))?;
-        Ok(Sink::Fifo { tx, _hold: hold })
+        Ok(Sink::Fifo {
+            tx,
+            hold: Some(hold),
+        })
     }
 
     async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
@@ -171,8 +183,8 @@ impl Relay {
         let uris = [parse(stdout)?, parse(stderr)?];
         let mut ends = ContainerEnds::default();
         let mut relay = Relay::default();
-        let (deleted_tx, deleted) = watch::channel(());
-        relay._deleted = Some(deleted_tx);
+        let (deleted_tx, deleted) = watch::channel(None);
+        relay.deleted = Some(deleted_tx);
         let framed = !drivers.is_empty();
         relay.drivers = drivers.clone();
         // containerd names the same logging binary for both streams; one logger serves both.
@@ -238,7 +250,12 @@ impl Relay {
                     spec.to_string()
                 },
                 shed: 0,
-                spool: SpoolState::new(stdio.spool, stream, drivers.reads_back()),
+                spool: SpoolState::new(
+                    stdio.spool,
+                    stream,
+                    drivers.reads_back(),
+                    relay.spools.clone(),
+                ),
                 deleted: deleted.clone(),
                 replayed: relay.replayed.clone(),
             };
@@ -287,8 +304,8 @@ impl Relay {
         })?;
         let master = std::sync::Arc::new(master);
         let mut relay = Relay::default();
-        let (deleted_tx, deleted) = watch::channel(());
-        relay._deleted = Some(deleted_tx);
+        let (deleted_tx, deleted) = watch::channel(None);
+        relay.deleted = Some(deleted_tx);
         let out = Output {
             sink,
             feed: DriverFeed::new(&drivers, Stream::Stdout),
@@ -296,7 +313,12 @@ impl Relay {
             container: stdio.id.to_string(),
             name: format!("terminal of {}", stdio.id),
             shed: 0,
-            spool: SpoolState::new(stdio.spool, Stream::Stdout, drivers.reads_back()),
+            spool: SpoolState::new(
+                stdio.spool,
+                Stream::Stdout,
+                drivers.reads_back(),
+                relay.spools.clone(),
+            ),
             deleted,
             replayed: relay.replayed.clone(),
         };
@@ -361,6 +383,25 @@ impl Relay {
         }
         all
     }
+
+    /// The process is being deleted: closes its stdin and tells its outputs, which then replay
+    /// what their spools still hold to a FIFO reader that is reading, for at most `grace`, count
+    /// what no reader will take (the spool's rest, and what the FIFO holds once no reader has it
+    /// open) as dropped, report it, and let the FIFOs go. Waits for their spools to be gone (a
+    /// little longer than `grace` at most), so that the drops are reported and the spool files
+    /// removed when Delete answers.
+    pub async fn close(&mut self, grace: Duration) {
+        self.close_stdin();
+        if let Some(deleted) = self.deleted.take() {
+            deleted.send_replace(Some(grace));
+        }
+        // Outputs without a spool have nothing to settle (one a stray process keeps writing
+        // to goes on copying): only the spools are waited for.
+        let deadline = tokio::time::Instant::now() + grace + CLOSE_MARGIN;
+        while self.spools.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(CLOSE_POLL).await;
+        }
+    }
 }
 
 impl Relay {
@@ -370,7 +411,6 @@ impl Relay {
     /// its FIFOs once it sees the exit), while a reader that is not reading, or a stray process
     /// holding the pipes, costs no more than `stall`.
     pub async fn drain_replaying(&mut self, stall: Duration, max: Duration) -> bool {
-        use std::sync::atomic::Ordering;
         let end = tokio::time::Instant::now() + max;
         loop {
             let before = self.replayed.load(Ordering::Relaxed);
@@ -385,6 +425,11 @@ impl Relay {
         }
     }
 }
+
+/// How much longer than its grace [`Relay::close`] waits for the outputs' spools.
+const CLOSE_MARGIN: Duration = Duration::from_millis(500);
+/// How often [`Relay::close`] looks whether the spools are gone.
+const CLOSE_POLL: Duration = Duration::from_millis(2);
 
 impl Drop for Relay {
     fn drop(&mut self) {
@@ -407,18 +452,18 @@ struct Output {
     shed: u64,
     /// The FIFO's spool, when spooling is on.
     spool: SpoolState,
-    /// Changes when the process is deleted (its [`Relay`] dropped).
-    deleted: watch::Receiver<()>,
+    /// Changes when the process is deleted ([`Relay::close`], or its [`Relay`] dropped).
+    deleted: watch::Receiver<Option<Duration>>,
     /// The relay's count of replayed bytes ([`Relay::drain_replaying`]).
-    replayed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    replayed: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A FIFO destination's spool: created at the first write that would block.
 enum SpoolState {
     /// Spooling is off (or the destination is no FIFO).
     Off,
-    /// On, nothing spooled yet.
-    Ready(SpoolConfig, Stream),
+    /// On, nothing spooled yet; the spool, once created, is counted in the relay's spools.
+    Ready(SpoolConfig, Stream, Arc<AtomicUsize>),
     On(Spool),
     /// Creating the spool failed (reported once): the FIFO blocks as without spooling.
     Failed,
@@ -429,12 +474,17 @@ impl SpoolState {
     /// cache). Then a full spool drops its oldest bytes whatever the mode: the log still has
     /// them, and a FIFO nobody will ever read (`ctr run -d`) must not block the container once
     /// the spool is full, as it did not before spooling (the 2 s shedding).
-    fn new(cfg: Option<&SpoolConfig>, stream: Stream, keeps_all: bool) -> SpoolState {
+    fn new(
+        cfg: Option<&SpoolConfig>,
+        stream: Stream,
+        keeps_all: bool,
+        live: Arc<AtomicUsize>,
+    ) -> SpoolState {
         match cfg {
             Some(c) if c.max_size > 0 => {
                 let mut c = c.clone();
                 c.drop_oldest |= keeps_all;
-                SpoolState::Ready(c, stream)
+                SpoolState::Ready(c, stream, live)
             }
             _ => SpoolState::Off,
         }
@@ -456,7 +506,7 @@ impl SpoolState {
     /// as on a full pipe.
     fn read_limit(&self, cap: usize) -> usize {
         let room = match self {
-            SpoolState::Ready(cfg, _) if !cfg.drop_oldest => cfg.max_size,
+            SpoolState::Ready(cfg, _, _) if !cfg.drop_oldest => cfg.max_size,
             SpoolState::On(s) if !s.drops_oldest() => s.room(),
             _ => return cap,
         };
@@ -465,9 +515,10 @@ impl SpoolState {
 
     /// The spool, created now if needed; `None` when off or failed.
     fn get(&mut self, name: &str, container: &str) -> Option<&mut Spool> {
-        if let SpoolState::Ready(cfg, stream) = self {
+        if let SpoolState::Ready(cfg, stream, live) = self {
             *self = match Spool::create(cfg, *stream, name) {
-                Ok(s) => {
+                Ok(mut s) => {
+                    s.count_in(live.clone());
                     log::info!(
                         container;
                         "{name}: the reader is not reading: spooling its output to disk (up to {} bytes)",
@@ -493,11 +544,11 @@ impl SpoolState {
 
 /// Replays one step of `spool` into the FIFO `tx` once it has room, copying through `buf` (the
 /// stream's relay buffer); returns the bytes replayed. An error when the process was deleted
-/// first (nobody will read the FIFO any more).
+/// first (the output then settles its FIFO: [`Output::finish_deleted`]).
 async fn replay_step(
     tx: &pipe::Sender,
     spool: &mut Spool,
-    deleted: &mut watch::Receiver<()>,
+    deleted: &mut watch::Receiver<Option<Duration>>,
     buf: &mut [u8],
 ) -> io::Result<usize> {
     tokio::select! {
@@ -552,7 +603,7 @@ async fn fifo_drains_soon(tx: &pipe::Sender) -> io::Result<bool> {
 async fn write_or_spool(
     tx: &mut pipe::Sender,
     state: &mut SpoolState,
-    deleted: &mut watch::Receiver<()>,
+    deleted: &mut watch::Receiver<Option<Duration>>,
     buf: &[u8],
     name: &str,
     container: &str,
@@ -582,7 +633,11 @@ async fn write_or_spool(
                 spool.make_room(rest.len() as u64);
             } else {
                 let mut spare = vec![0u8; RELAY_BUF];
-                replay_step(tx, spool, deleted, &mut spare).await?;
+                if let Err(e) = replay_step(tx, spool, deleted, &mut spare).await {
+                    // These never reached the spool or the FIFO.
+                    spool.lost_before(rest.len() as u64);
+                    return Err(e);
+                }
                 continue;
             }
         }
@@ -594,7 +649,10 @@ async fn write_or_spool(
             );
             let mut spare = vec![0u8; RELAY_BUF];
             while !spool.is_empty() {
-                replay_step(tx, spool, deleted, &mut spare).await?;
+                if let Err(e) = replay_step(tx, spool, deleted, &mut spare).await {
+                    spool.lost_before(rest.len() as u64);
+                    return Err(e);
+                }
             }
             *state = SpoolState::Failed;
             return tx.write_all(rest).await;
@@ -685,20 +743,25 @@ impl Output {
                 // With a driver that keeps every message the container's output is on record
                 // whatever the FIFO reader does, so a reader that stopped reading does not stall
                 // the container.
-                (Sink::Fifo { tx, _hold }, true) => {
-                    write_or_shed(
+                (
+                    Sink::Fifo {
                         tx,
-                        _hold,
-                        chunk,
-                        &mut self.shed,
-                        &self.name,
-                        &self.container,
-                    )
-                    .await
+                        hold: Some(hold),
+                    },
+                    true,
+                ) => {
+                    write_or_shed(tx, hold, chunk, &mut self.shed, &self.name, &self.container)
+                        .await
                 }
                 (sink, _) => sink.write_all(chunk).await,
             };
             if let Err(e) = written {
+                if self.must_finish() {
+                    // The relay's buffer holds the chunk being written: the replay after the
+                    // delete gets a buffer of its own (only on this path).
+                    self.finish_deleted(&mut Vec::new()).await;
+                    return;
+                }
                 // The destination is gone for good; the other destinations keep getting the
                 // bytes, and the pipe keeps draining so the container is not blocked forever.
                 log::error!(
@@ -713,27 +776,36 @@ impl Output {
         }
     }
 
-    /// Whether spooled bytes wait for the FIFO.
-    fn pending(&self) -> bool {
-        self.spool.pending() && matches!(self.sink, Some(Sink::Fifo { .. }))
+    /// Whether the FIFO has a spool (empty or not): [`Output::replay`] then has work, or waits
+    /// for the delete.
+    fn spooling(&self) -> bool {
+        matches!(self.spool, SpoolState::On(_)) && matches!(self.sink, Some(Sink::Fifo { .. }))
     }
 
     /// How many bytes to read from the container now, with a `cap`-byte buffer
     /// ([`SpoolState::read_limit`]); never 0 unless spooled bytes wait for the FIFO.
     fn read_limit(&self, cap: usize) -> usize {
         match self.spool.read_limit(cap) {
-            0 if !self.pending() => cap,
+            0 if !(self.spooling() && self.spool.pending()) => cap,
             n => n,
         }
     }
 
     /// Replays one step of the spool into the FIFO (waiting for room) through `buf`; a FIFO that
-    /// is gone for good takes nothing more (the spool is discarded, counted as dropped).
+    /// is gone for good takes nothing more (the spool is discarded, counted as dropped). Once
+    /// the process is deleted this returns at once: the caller settles the FIFO
+    /// ([`Output::must_finish`]).
     async fn replay(&mut self, buf: &mut Vec<u8>) {
         let (Some(Sink::Fifo { tx, .. }), SpoolState::On(spool)) = (&self.sink, &mut self.spool)
         else {
             return;
         };
+        if spool.is_empty() {
+            // Nothing to replay until new output is spooled; the delete, though, must be seen
+            // (the caller then settles the FIFO).
+            let _ = self.deleted.changed().await;
+            return;
+        }
         if buf.is_empty() {
             buf.resize(RELAY_BUF, 0);
         }
@@ -742,6 +814,7 @@ impl Output {
                 self.replayed
                     .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
             }
+            Err(_) if self.must_finish() => {}
             Err(e) => {
                 log::error!(
                     container = self.container.as_str();
@@ -754,10 +827,95 @@ impl Output {
         }
     }
 
-    /// Replays everything spooled (the stream reached EOF) through `buf`.
+    /// Whether the process was deleted ([`Relay::close`], or the relay dropped).
+    fn is_deleted(&self) -> bool {
+        self.deleted.has_changed().is_err() || self.deleted.borrow().is_some()
+    }
+
+    /// Whether the process was deleted while this stream's spool was in use: its FIFO must be
+    /// settled ([`Output::finish_deleted`]) before it is let go.
+    fn must_finish(&self) -> bool {
+        matches!(self.sink, Some(Sink::Fifo { .. }))
+            && matches!(self.spool, SpoolState::On(_))
+            && self.is_deleted()
+    }
+
+    /// The process was deleted while its spool was in use: replays what the spool holds to a
+    /// reader that reads, for the grace [`Relay::close`] gave (none when the relay was dropped),
+    /// then counts as dropped what no reader will take: the spool's rest and, when no reader
+    /// has the FIFO open any more, what the FIFO holds (`ctr` closes its FIFOs before Delete;
+    /// bytes left in them were written, but never delivered). Then lets the FIFO go and reports.
+    async fn finish_deleted(&mut self, buf: &mut Vec<u8>) {
+        let grace = self.deleted.borrow().unwrap_or_default();
+        let until = tokio::time::Instant::now() + grace;
+        if let (Some(Sink::Fifo { tx, hold }), SpoolState::On(spool)) =
+            (&mut self.sink, &mut self.spool)
+        {
+            // The shim's own read end would count as a reader.
+            drop(hold.take());
+            if buf.is_empty() {
+                buf.resize(RELAY_BUF, 0);
+            }
+            loop {
+                if !has_reader(tx) {
+                    spool.lost_in_fifo(queued(tx) as u64);
+                    break;
+                }
+                if (spool.is_empty() && queued(tx) == 0) || tokio::time::Instant::now() >= until {
+                    // Delivered; or a reader that is not reading keeps what the FIFO holds.
+                    break;
+                }
+                if !spool.is_empty() {
+                    match spool.replay_to(tx, CHUNK, buf) {
+                        Ok(_) => continue,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        // The reader just went: counted on the next turn.
+                        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => continue,
+                        Err(e) => {
+                            log::error!(
+                                container = self.container.as_str();
+                                "replaying the spool of {} after delete: {e}",
+                                self.name
+                            );
+                            break;
+                        }
+                    }
+                }
+                tokio::time::sleep(FIFO_POLL).await;
+            }
+        }
+        self.sink = None;
+        // Drops the spool: what it still holds counts as dropped, its file goes, it reports.
+        self.spool = SpoolState::Off;
+    }
+
+    /// At EOF: replays everything spooled, then waits until the reader took what the FIFO
+    /// holds. The FIFO stays open meanwhile, so that what a reader leaves in it (closing its
+    /// end, as `ctr` does before Delete) is still seen, and counted, at Delete. Only for a
+    /// stream whose spool was used; waiting ends when the process is deleted.
     async fn flush_spool(&mut self, buf: &mut Vec<u8>) {
-        while self.pending() {
-            self.replay(buf).await;
+        let mut nap = FIFO_POLL_MIN;
+        loop {
+            if self.must_finish() {
+                self.finish_deleted(buf).await;
+                break;
+            }
+            let (Some(Sink::Fifo { tx, .. }), SpoolState::On(spool)) = (&self.sink, &self.spool)
+            else {
+                break;
+            };
+            if !spool.is_empty() {
+                self.replay(buf).await;
+                continue;
+            }
+            if queued(tx) == 0 {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(nap) => {}
+                _ = self.deleted.changed() => {}
+            }
+            nap = (nap * 2).min(FIFO_POLL);
         }
         if let SpoolState::On(s) = &self.spool {
             log::debug!(
@@ -806,6 +964,9 @@ async fn relay_output(rx: pipe::Receiver, mut out: Output) {
                 );
                 return;
             }
+            // Deleted while the spool was in use: settle the FIFO; the copy loop drains the
+            // container's pipe (into the drivers, if any) until EOF.
+            Err(_) if out.must_finish() => out.finish_deleted(&mut buf).await,
             // Nothing was lost (what moved is in the FIFO or the spool): the copy loop takes
             // over with the same FIFO and spool.
             Err(e) => log::warn!(
@@ -937,7 +1098,14 @@ async fn splice_spooled(
                 continue;
             }
         }
-        rx.readable().await?;
+        // An empty spool still has a FIFO to settle at Delete.
+        let spooling = matches!(spool, SpoolState::On(_));
+        tokio::select! {
+            r = rx.readable() => r?,
+            _ = deleted.changed(), if spooling => {
+                return Err(io::Error::other("the process was deleted"))
+            }
+        }
         match splice_some(rx, tx, CHUNK, true) {
             Ok(0) => return Ok(total),
             Ok(n) => total += n as u64,
@@ -971,17 +1139,36 @@ async fn splice_spooled(
     }
 }
 
-/// Bytes queued in pipe `rx` (`FIONREAD`); 0 when unknown.
-fn queued(rx: &pipe::Receiver) -> usize {
+/// Bytes queued in a pipe or FIFO, through either end (`FIONREAD`); 0 when unknown.
+fn queued(fd: &impl AsRawFd) -> usize {
     let mut n: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one c_int through the pointer, which points at `n`; `rx` keeps the
+    // SAFETY: FIONREAD writes one c_int through the pointer, which points at `n`; `fd` keeps the
     // descriptor open for the call.
-    let r = unsafe { libc::ioctl(rx.as_raw_fd(), libc::FIONREAD, &mut n as *mut libc::c_int) };
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n as *mut libc::c_int) };
     if r < 0 {
         0
     } else {
         usize::try_from(n).unwrap_or(0)
     }
+}
+
+/// How often a FIFO is looked at while the relay waits for its reader to empty it or go
+/// (reading frees room without waking a writer that did not find it full), at most.
+const FIFO_POLL: Duration = Duration::from_millis(20);
+/// ... and at first.
+const FIFO_POLL_MIN: Duration = Duration::from_millis(1);
+
+/// Whether a FIFO, whose read end the shim no longer holds, still has a reader: with none, the
+/// kernel flags its write end with POLLERR. When unknown, a reader is assumed.
+fn has_reader(tx: &impl std::os::fd::AsFd) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut fds = [PollFd::new(tx.as_fd(), PollFlags::POLLOUT)];
+    if poll(&mut fds, PollTimeout::ZERO).is_err() {
+        return true;
+    }
+    !fds[0]
+        .revents()
+        .is_some_and(|r| r.contains(PollFlags::POLLERR))
 }
 
 /// Whether the pipe has data (or EOF) and the destination pipe has room, right now.
@@ -1011,10 +1198,13 @@ async fn copy_out(rx: pipe::Receiver, mut out: Output, mut buf: Vec<u8>) {
     buf.resize(RELAY_BUF, 0);
     let mut total = 0u64;
     loop {
+        if out.must_finish() {
+            out.finish_deleted(&mut buf).await;
+        }
         let limit = out.read_limit(buf.len());
         let ready = tokio::select! {
             r = rx.readable(), if limit > 0 => r,
-            _ = out.replay(&mut buf), if out.pending() => continue,
+            _ = out.replay(&mut buf), if out.spooling() => continue,
         };
         let read = match ready {
             Ok(()) => match rx.try_read(&mut buf[..limit]) {
@@ -1056,10 +1246,13 @@ async fn copy_out(rx: pipe::Receiver, mut out: Output, mut buf: Vec<u8>) {
 async fn copy_pty_out(master: std::sync::Arc<AsyncFd<OwnedFd>>, mut out: Output) {
     let mut buf = vec![0u8; RELAY_BUF];
     loop {
+        if out.must_finish() {
+            out.finish_deleted(&mut buf).await;
+        }
         let limit = out.read_limit(buf.len());
         let ready = tokio::select! {
             r = master.readable(), if limit > 0 => r,
-            _ = out.replay(&mut buf), if out.pending() => continue,
+            _ = out.replay(&mut buf), if out.spooling() => continue,
         };
         let n = match ready {
             Ok(mut guard) => match guard.try_io(|fd| {
@@ -1459,5 +1652,169 @@ mod tests {
             assert_eq!(total, Some(missed as u64), "{:?}", r.reports);
             assert_eq!(r.left, 0);
         }
+    }
+
+    /// Delete while output waits in the spool and the FIFO (the reader was stopped, the
+    /// container exited): every byte is either delivered or counted as dropped. A reader that
+    /// closed its end before Delete (`ctr` cancels its copy first) misses what the FIFO held
+    /// and what the spool still held, and the report counts exactly those; a reader that still
+    /// reads at Delete gets the spool's rest within the grace, and only the oldest bytes the
+    /// full spool dropped are missing.
+    #[test]
+    fn close_delivers_or_counts_every_byte() {
+        let data = numbered();
+        for reads_at_close in [false, true] {
+            let t = tempfile::tempdir().unwrap();
+            let fifo = t.path().join("out");
+            nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+            let reports = std::sync::Arc::new(Reports::default());
+            let cfg = SpoolConfig {
+                root: t.path().join("logroot"),
+                subdirs: ["ns".into(), "c".into()],
+                max_size: 256 * 1024,
+                drop_oldest: true,
+                reporter: Some(reports.clone()),
+            };
+            let mut reader = OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&fifo)
+                .unwrap();
+            let mut got = Vec::new();
+            rt().block_on(async {
+                let spec = StdioSpec {
+                    stdin: "",
+                    stdout: fifo.to_str().unwrap(),
+                    stderr: "",
+                    id: "c",
+                    namespace: "ns",
+                    spool: Some(&cfg),
+                };
+                let (ends, mut relay) = Relay::start(&spec, Drivers::default()).await.unwrap();
+                let mut out = File::from(ends.stdout.unwrap());
+                let all = data.clone();
+                let writer = std::thread::spawn(move || out.write_all(&all).unwrap());
+                let until = tokio::time::Instant::now() + Duration::from_secs(20);
+                while !writer.is_finished() {
+                    assert!(
+                        tokio::time::Instant::now() < until,
+                        "the writer was blocked"
+                    );
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                writer.join().unwrap();
+                // The exit's drain gives up: the spool and the FIFO still hold output.
+                assert!(!relay.drain(Duration::from_millis(300)).await);
+                // The reader takes a little (the spool's replay refills the FIFO behind it).
+                let mut buf = vec![0u8; 16 * 1024];
+                while got.len() < 100_000 {
+                    match reader.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            tokio::time::sleep(Duration::from_millis(1)).await
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                let rest = if reads_at_close {
+                    // Reading on (blocking) until EOF while Delete runs.
+                    nix::fcntl::fcntl(
+                        reader.as_raw_fd(),
+                        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
+                    )
+                    .unwrap();
+                    Some(std::thread::spawn(move || {
+                        let mut v = Vec::new();
+                        reader.read_to_end(&mut v).unwrap();
+                        v
+                    }))
+                } else {
+                    // The reader closes its end with bytes still in the FIFO.
+                    drop(reader);
+                    None
+                };
+                relay.close(Duration::from_secs(5)).await;
+                if let Some(rest) = rest {
+                    got.extend(rest.join().unwrap());
+                }
+            });
+            let total = reports
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .find_map(|x| match x {
+                    crate::drivers::DriverReport::Closed { total, .. } => Some(total.bytes),
+                    _ => None,
+                })
+                .unwrap_or(0);
+            let missed = data.len() - got.len();
+            assert!(missed > 0, "reads_at_close {reads_at_close}");
+            assert_eq!(
+                total,
+                missed as u64,
+                "reads_at_close {reads_at_close}: {} bytes read, {:?}",
+                got.len(),
+                reports.0.lock().unwrap()
+            );
+            // What was read is in order, around the missing runs.
+            let head = got.iter().zip(&data).take_while(|(a, b)| a == b).count();
+            assert!(head > 0, "reads_at_close {reads_at_close}");
+            if reads_at_close {
+                assert!(
+                    got[head..] == data[head + missed..],
+                    "not one contiguous gap"
+                );
+            }
+            let left = std::fs::read_dir(t.path().join("logroot/ns/c"))
+                .map(|d| d.count())
+                .unwrap_or(0);
+            assert_eq!(left, 0, "reads_at_close {reads_at_close}: spool file left");
+        }
+    }
+
+    /// Close at Delete waits only for spools: an output whose pipe a stray process still holds
+    /// open, with nothing spooled, does not hold Delete up.
+    #[test]
+    fn close_does_not_wait_for_a_stream_without_a_spool() {
+        let t = tempfile::tempdir().unwrap();
+        let fifo = t.path().join("out");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let cfg = SpoolConfig {
+            root: t.path().join("logroot"),
+            subdirs: ["ns".into(), "c".into()],
+            max_size: 1 << 20,
+            drop_oldest: false,
+            reporter: None,
+        };
+        let _reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        rt().block_on(async {
+            let spec = StdioSpec {
+                stdin: "",
+                stdout: fifo.to_str().unwrap(),
+                stderr: "",
+                id: "c",
+                namespace: "ns",
+                spool: Some(&cfg),
+            };
+            let (ends, mut relay) = Relay::start(&spec, Drivers::default()).await.unwrap();
+            // The "stray process": the container's end stays open.
+            let mut out = File::from(ends.stdout.unwrap());
+            out.write_all(b"hello\n").unwrap();
+            assert!(!relay.drain(Duration::from_millis(100)).await);
+            let started = std::time::Instant::now();
+            relay.close(Duration::from_secs(5)).await;
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "{:?}",
+                started.elapsed()
+            );
+            drop(out);
+        });
     }
 }

@@ -9,6 +9,7 @@ use containerd_shim_protos::protobuf::MessageField;
 
 use super::table::{refused, Tasks};
 use crate::error::{Code, Error, Result};
+use crate::exit::OUTPUT_DRAIN_LIMIT;
 use crate::mount::unmount_all;
 use crate::process::{Event, Exit, Role};
 use crate::stdio::stop_logger;
@@ -23,6 +24,9 @@ impl Tasks {
         p.check(Event::Delete).map_err(refused(&c, &p))?;
         stop_logger(&p).await;
         if p.role() == Role::Exec {
+            // A spool's replay to a reader that reads finishes (bounded); what no reader takes
+            // is counted and reported as dropped.
+            p.relay.lock().await.close(OUTPUT_DRAIN_LIMIT).await;
             c.remove_exec(&p.exec_id);
             if let Err(r) = p.apply(Event::Delete) {
                 log::warn!(container = c.id.as_str(); "{} deleted: {r}", p.name());
@@ -70,7 +74,9 @@ impl Tasks {
                 ))
             }
         };
-        p.relay.lock().await.close_stdin();
+        // The output's end: a spool's replay to a reader that reads finishes (within the same
+        // bound as the drain at exit); what no reader takes is counted and reported as dropped.
+        p.relay.lock().await.close(OUTPUT_DRAIN_LIMIT).await;
         if c.rootfs_mounted {
             unmount_all(&c.bundle.join("rootfs"))
                 .map_err(|e| Error::internal(format!("container {}: {e}", c.id)))?;
