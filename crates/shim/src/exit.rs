@@ -20,7 +20,8 @@ use crate::process::{Exit, Process, Role, State};
 /// anyway. A stray grandchild holding the stdio pipes open, or a FIFO reader that is not reading
 /// while the stream's spool still holds bytes, makes this wait; the copy (and the spool's replay)
 /// goes on after the deadline, so those bytes still arrive, just after the exit event, until the
-/// process is deleted (a spool not replayed by then is discarded and counted as dropped).
+/// process is deleted; Delete gives a replay a reader is reading this long again, then what no
+/// reader takes (the spool's rest, what a FIFO with no reader left holds) is counted as dropped.
 pub const OUTPUT_DRAIN_LIMIT: Duration = Duration::from_secs(2);
 /// How long the exit may wait in all while a spool is being replayed (its reader reading: some
 /// bytes in every [`OUTPUT_DRAIN_LIMIT`]). `ctr` closes its FIFOs once it has the exit, so the
