@@ -22,6 +22,8 @@ usage: scribe-bench [--quick] [options]
   --rust-shim PATH            use this Rust runc shim binary instead of installing one
   --rust-install-timeout S    give `cargo install containerd-runc-shim` this long (900)
   --no-rust-install           never run `cargo install`; use the Rust shim only if cached
+  --only LIST                 comma-separated subset of the sections idle,latency,concurrency,
+                              relay,reader (all); e.g. `--only relay` for the throughput rows
   --md PATH                   write the results into PATH (between generated-section markers)
   -h, --help                  this text
 
@@ -48,6 +50,9 @@ pub struct Config {
     pub rust_install_timeout: u64,
     pub no_rust_install: bool,
     pub md: Option<PathBuf>,
+    /// The sections to run (`--only`; all of [`SECTIONS`] by default), e.g. only the relay
+    /// rows when comparing two builds' throughput.
+    pub only: Vec<String>,
     /// The command line, as run (for the report).
     pub command: String,
 }
@@ -66,8 +71,12 @@ const VALUED: &[&str] = &[
     "rust-shim",
     "rust-install-timeout",
     "md",
+    "only",
 ];
 const SWITCHES: &[&str] = &["quick", "no-rust-install"];
+
+/// The benchmark's sections, by the name `--only` knows them.
+pub const SECTIONS: &[&str] = &["idle", "latency", "concurrency", "relay", "reader"];
 
 fn env_name(flag: &str) -> String {
     format!("SCRIBE_BENCH_{}", flag.replace('-', "_").to_uppercase())
@@ -145,6 +154,26 @@ impl Config {
         if !runtimes.iter().any(|r| r == "scribe") {
             bail!("--runtimes must include scribe (every figure is a ratio to it)");
         }
+        let only: Vec<String> = match get("only") {
+            None => SECTIONS.iter().map(|s| s.to_string()).collect(),
+            Some(v) => v
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        };
+        for s in &only {
+            if !SECTIONS.contains(&s.as_str()) {
+                bail!(
+                    "--only / {}: unknown section {s:?} (known: {})",
+                    env_name("only"),
+                    SECTIONS.join(", ")
+                );
+            }
+        }
+        if only.is_empty() {
+            bail!("--only / {}: no section named", env_name("only"));
+        }
         let cfg = Config {
             quick,
             idle: num("idle", 20, 3)? as usize,
@@ -161,6 +190,7 @@ impl Config {
             // A smoke run never spends minutes compiling a peer.
             no_rust_install: switch("no-rust-install")? || quick,
             md: get("md").map(PathBuf::from),
+            only,
             command: std::iter::once("scribe-bench".to_string())
                 .chain(args.iter().cloned())
                 .collect::<Vec<_>>()
@@ -170,5 +200,31 @@ impl Config {
             bail!("--relay-mib, --latency-runs and --relay-reps must be at least 1");
         }
         Ok(Some(cfg))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Option<Config>> {
+        Config::parse(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn only_defaults_to_every_section() {
+        std::env::remove_var("SCRIBE_BENCH_ONLY");
+        let c = parse(&[]).unwrap().unwrap();
+        assert_eq!(c.only, SECTIONS);
+    }
+
+    #[test]
+    fn only_takes_a_list_and_refuses_unknown_sections() {
+        let c = parse(&["--only", "relay"]).unwrap().unwrap();
+        assert_eq!(c.only, ["relay"]);
+        let c = parse(&["--only=relay, reader"]).unwrap().unwrap();
+        assert_eq!(c.only, ["relay", "reader"]);
+        assert!(parse(&["--only", "throughput"]).is_err());
+        assert!(parse(&["--only", ","]).is_err());
     }
 }

@@ -238,6 +238,11 @@ fn run_in(cfg: &Config, work: &Path, began: Instant) -> Result<()> {
         cfg.relay_reps,
         if cfg.quick { " (--quick)" } else { "" }
     );
+    if cfg.only.len() < config::SECTIONS.len() {
+        report
+            .settings
+            .push_str(&format!("; only {}", cfg.only.join(",")));
+    }
     let ctx = Ctx {
         cfg,
         c: &c,
@@ -248,14 +253,18 @@ fn run_in(cfg: &Config, work: &Path, began: Instant) -> Result<()> {
     };
 
     type Section = fn(&Ctx, &mut Vec<String>) -> Result<Vec<Row>>;
-    let sections: [(&str, Section); 5] = [
-        ("idle shims", idle::run),
-        ("start latency and events", latency::run),
-        ("concurrency", concurrent::run),
-        ("output relay", relay::run),
-        ("reading logs", reader::run),
+    // (the name `--only` knows, title, measurement); the names are config::SECTIONS.
+    let sections: [(&str, &str, Section); 5] = [
+        ("idle", "idle shims", idle::run),
+        ("latency", "start latency and events", latency::run),
+        ("concurrency", "concurrency", concurrent::run),
+        ("relay", "output relay", relay::run),
+        ("reader", "reading logs", reader::run),
     ];
-    for (title, f) in sections {
+    for (key, title, f) in sections {
+        if !cfg.only.iter().any(|o| o == key) {
+            continue;
+        }
         check_interrupt()?;
         let t = Instant::now();
         match f(&ctx, &mut report.notes) {
@@ -303,6 +312,11 @@ fn run_in(cfg: &Config, work: &Path, began: Instant) -> Result<()> {
         }
     }
     match &cfg.md {
+        Some(p) if cfg.only.len() < config::SECTIONS.len() => println!(
+            "\n--only {}: not writing {} (the page holds every section)",
+            cfg.only.join(","),
+            p.display()
+        ),
         Some(p) if cfg.quick => println!(
             "\n--quick: not writing {} (smoke figures are not representative)",
             p.display()
