@@ -164,13 +164,25 @@ fn run_in(cfg: &Config, work: &Path, began: Instant) -> Result<()> {
     };
     let log_root = work.join("logs");
     let scribe_toml = work.join("scribe.toml");
+    // PluginDirs only when the plugin case runs: a build from before plugins refuses the key.
+    let plugins = cfg.only.iter().any(|s| s == "relay")
+        && cfg.relay_cases.iter().any(|c| c == "lines.plugin");
+    let (plugin_driver, plugin_dirs) = if plugins {
+        (
+            format!(", \"{}\"", plugin::NAME),
+            format!(
+                "PluginDirs = [\"{}\"]\n",
+                plugin::plugin_dir(work).display()
+            ),
+        )
+    } else {
+        (String::new(), String::new())
+    };
     std::fs::write(
         &scribe_toml,
         format!(
-            "# scribe-bench\nLogRoot = \"{}\"\nAllowedLogDrivers = [\"json-file\", \"local\", \"none\", \"fluentd\", \"{}\"]\nPluginDirs = [\"{}\"]\n[LogOpts]\nfluentd-address = \"unix://{}\"\n",
+            "# scribe-bench\nLogRoot = \"{}\"\nAllowedLogDrivers = [\"json-file\", \"local\", \"none\", \"fluentd\"{plugin_driver}]\n{plugin_dirs}[LogOpts]\nfluentd-address = \"unix://{}\"\n",
             log_root.display(),
-            plugin::NAME,
-            plugin::plugin_dir(work).display(),
             relay::fluentd_socket(work).display()
         ),
     )
@@ -242,6 +254,11 @@ fn run_in(cfg: &Config, work: &Path, began: Instant) -> Result<()> {
         report
             .settings
             .push_str(&format!("; only {}", cfg.only.join(",")));
+    }
+    if cfg.relay_cases.len() < config::RELAY_CASES.len() {
+        report
+            .settings
+            .push_str(&format!("; relay cases {}", cfg.relay_cases.join(",")));
     }
     let ctx = Ctx {
         cfg,
