@@ -18,10 +18,17 @@ usage: scribe-bench [--quick] [options]
   --concurrent-rounds N       rounds of the concurrent start/teardown (5)
   --relay-mib N               MiB relayed per throughput run (1024)
   --relay-reps N              repetitions of each relay case (5)
+  --relay-cases LIST          comma-separated subset of the relay cases (all): dd.attached,
+                              dd.file, lines.attached, lines.file, lines.attached_stall,
+                              lines.json, lines.json_attached, lines.local, lines.fluentd,
+                              lines.plugin; without lines.plugin Scribe's options TOML has no
+                              PluginDirs (so a build from before plugins can be measured)
   --runtimes LIST             comma-separated subset of scribe,go,rust (all)
   --rust-shim PATH            use this Rust runc shim binary instead of installing one
   --rust-install-timeout S    give `cargo install containerd-runc-shim` this long (900)
   --no-rust-install           never run `cargo install`; use the Rust shim only if cached
+  --only LIST                 comma-separated subset of the sections idle,latency,concurrency,
+                              relay,reader (all); e.g. `--only relay` for the throughput rows
   --md PATH                   write the results into PATH (between generated-section markers)
   -h, --help                  this text
 
@@ -43,11 +50,17 @@ pub struct Config {
     pub concurrent_rounds: usize,
     pub relay_mib: u64,
     pub relay_reps: usize,
+    /// The relay cases to run (`--relay-cases`; all of [`RELAY_CASES`] by default): the fast
+    /// paths alone, or a build that predates a driver, without the rest.
+    pub relay_cases: Vec<String>,
     pub runtimes: Vec<String>,
     pub rust_shim: Option<PathBuf>,
     pub rust_install_timeout: u64,
     pub no_rust_install: bool,
     pub md: Option<PathBuf>,
+    /// The sections to run (`--only`; all of [`SECTIONS`] by default), e.g. only the relay
+    /// rows when comparing two builds' throughput.
+    pub only: Vec<String>,
     /// The command line, as run (for the report).
     pub command: String,
 }
@@ -62,12 +75,57 @@ const VALUED: &[&str] = &[
     "concurrent-rounds",
     "relay-mib",
     "relay-reps",
+    "relay-cases",
     "runtimes",
     "rust-shim",
     "rust-install-timeout",
     "md",
+    "only",
 ];
 const SWITCHES: &[&str] = &["quick", "no-rust-install"];
+
+/// The relay cases, by the name `--relay-cases` knows them (their row ids without `relay.`).
+pub const RELAY_CASES: &[&str] = &[
+    "dd.attached",
+    "dd.file",
+    "lines.attached",
+    "lines.file",
+    "lines.attached_stall",
+    "lines.json",
+    "lines.json_attached",
+    "lines.local",
+    "lines.fluentd",
+    "lines.plugin",
+];
+
+/// Splits a comma-separated `--flag` value and checks every item is one of `known`; `None`
+/// (the flag not given) is all of `known`.
+fn subset(flag: &str, value: Option<String>, known: &[&str]) -> Result<Vec<String>> {
+    let Some(v) = value else {
+        return Ok(known.iter().map(|s| s.to_string()).collect());
+    };
+    let list: Vec<String> = v
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    for s in &list {
+        if !known.contains(&s.as_str()) {
+            bail!(
+                "--{flag} / {}: unknown name {s:?} (known: {})",
+                env_name(flag),
+                known.join(", ")
+            );
+        }
+    }
+    if list.is_empty() {
+        bail!("--{flag} / {}: no name given", env_name(flag));
+    }
+    Ok(list)
+}
+
+/// The benchmark's sections, by the name `--only` knows them.
+pub const SECTIONS: &[&str] = &["idle", "latency", "concurrency", "relay", "reader"];
 
 fn env_name(flag: &str) -> String {
     format!("SCRIBE_BENCH_{}", flag.replace('-', "_").to_uppercase())
@@ -145,6 +203,8 @@ impl Config {
         if !runtimes.iter().any(|r| r == "scribe") {
             bail!("--runtimes must include scribe (every figure is a ratio to it)");
         }
+        let only = subset("only", get("only"), SECTIONS)?;
+        let relay_cases = subset("relay-cases", get("relay-cases"), RELAY_CASES)?;
         let cfg = Config {
             quick,
             idle: num("idle", 20, 3)? as usize,
@@ -155,12 +215,14 @@ impl Config {
             concurrent_rounds: num("concurrent-rounds", 5, 1)? as usize,
             relay_mib: num("relay-mib", 1024, 128)?,
             relay_reps: num("relay-reps", 5, 1)? as usize,
+            relay_cases,
             runtimes,
             rust_shim: get("rust-shim").map(PathBuf::from),
             rust_install_timeout: num("rust-install-timeout", 900, 900)?,
             // A smoke run never spends minutes compiling a peer.
             no_rust_install: switch("no-rust-install")? || quick,
             md: get("md").map(PathBuf::from),
+            only,
             command: std::iter::once("scribe-bench".to_string())
                 .chain(args.iter().cloned())
                 .collect::<Vec<_>>()
@@ -170,5 +232,40 @@ impl Config {
             bail!("--relay-mib, --latency-runs and --relay-reps must be at least 1");
         }
         Ok(Some(cfg))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Option<Config>> {
+        Config::parse(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn only_defaults_to_every_section() {
+        std::env::remove_var("SCRIBE_BENCH_ONLY");
+        let c = parse(&[]).unwrap().unwrap();
+        assert_eq!(c.only, SECTIONS);
+    }
+
+    #[test]
+    fn only_takes_a_list_and_refuses_unknown_sections() {
+        let c = parse(&["--only", "relay"]).unwrap().unwrap();
+        assert_eq!(c.only, ["relay"]);
+        let c = parse(&["--only=relay, reader"]).unwrap().unwrap();
+        assert_eq!(c.only, ["relay", "reader"]);
+        assert!(parse(&["--only", "throughput"]).is_err());
+        assert!(parse(&["--only", ","]).is_err());
+    }
+
+    #[test]
+    fn relay_cases_take_a_list() {
+        let c = parse(&["--relay-cases", "dd.attached,lines.file"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.relay_cases, ["dd.attached", "lines.file"]);
+        assert!(parse(&["--relay-cases", "relay.dd.attached"]).is_err());
     }
 }

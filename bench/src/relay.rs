@@ -223,6 +223,13 @@ pub fn run(ctx: &Ctx, notes: &mut Vec<String>) -> Result<Vec<Row>> {
             dest: Dest::Plugin,
         });
     }
+    cases.retain(|c| {
+        let name = c.id().strip_prefix("relay.").unwrap_or(c.id());
+        cfg.relay_cases.iter().any(|k| k == name)
+    });
+    if cases.is_empty() {
+        bail!("--relay-cases: none of the chosen cases applies to these runtimes");
+    }
     let lines_file = ctx.work.join("data/lines");
     eprintln!(
         "scribe-bench: relay: writing {} MiB of 100-byte lines",

@@ -1062,6 +1062,11 @@ async fn splice_spooled(
     // the container still never waits longer than that. A reader that took nothing for
     // SPOOL_AFTER does not hold the container at all.
     let mut next_in = tokio::time::Instant::now();
+    // One timer for the stream, pushed forward at every full FIFO (an atomic update while it is
+    // armed): a fresh timer per full FIFO took the timer driver's lock and woke the event loop
+    // (an eventfd write) each time, on the attached reader's zero-copy path.
+    let stalled = tokio::time::sleep(SPOOL_AFTER);
+    tokio::pin!(stalled);
     loop {
         if let SpoolState::On(sp) = spool {
             if !sp.is_empty() {
@@ -1119,10 +1124,18 @@ async fn splice_spooled(
                     continue;
                 }
                 let _ = tx.try_io(|| Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock)));
-                if fifo_drains_soon(tx).await? {
+                stalled
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + SPOOL_AFTER);
+                let drained = tokio::select! {
+                    biased;
+                    r = tx.writable() => r.map(|_| true)?,
+                    _ = &mut stalled => false,
+                };
+                if drained {
                     continue;
                 }
-                // The FIFO stayed full: its reader is not reading. Spool.
+                // The FIFO stayed full for SPOOL_AFTER: its reader is not reading. Spool.
                 let Some(sp) = spool.get(name, container) else {
                     return Err(io::Error::other("no spool"));
                 };
