@@ -1570,12 +1570,12 @@ mod tests {
         };
         assert_eq!(SpoolState::Off.read_limit(RELAY_BUF), RELAY_BUF);
         // Not created yet: at most the spool's size.
-        let ready = SpoolState::new(Some(&cfg), Stream::Stdout, false);
+        let ready = SpoolState::new(Some(&cfg), Stream::Stdout, false, Arc::default());
         assert_eq!(ready.read_limit(RELAY_BUF), 100);
         // Beside a driver that keeps everything the spool drops its oldest bytes: no limit.
-        let dropping = SpoolState::new(Some(&cfg), Stream::Stdout, true);
+        let dropping = SpoolState::new(Some(&cfg), Stream::Stdout, true, Arc::default());
         assert_eq!(dropping.read_limit(RELAY_BUF), RELAY_BUF);
-        let mut on = SpoolState::new(Some(&cfg), Stream::Stdout, false);
+        let mut on = SpoolState::new(Some(&cfg), Stream::Stdout, false, Arc::default());
         on.get("/f", "c").unwrap().append(&[b'x'; 60]).unwrap();
         assert_eq!(on.read_limit(RELAY_BUF), 40);
         assert_eq!(on.read_limit(16), 16);
