@@ -311,3 +311,78 @@ pub fn open_paths_under(base: &Path) -> BTreeSet<PathBuf> {
     }
     out
 }
+
+/// Whether `pid` is asleep in write(2) (x86_64 syscall 1, or a pipe/tty writer's wait channel
+/// where the syscall is not readable): blocked on its output, not merely waiting for a CPU.
+pub fn blocked_in_write(pid: i32) -> bool {
+    if !matches!(stat(pid), Some(('S' | 'D', _))) {
+        return false;
+    }
+    if let Ok(s) = fs::read_to_string(format!("/proc/{pid}/syscall")) {
+        if let Some(nr) = s
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse::<i64>().ok())
+        {
+            return cfg!(target_arch = "x86_64") && nr == 1;
+        }
+    }
+    let wchan = fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+    wchan.contains("pipe_write") || wchan.contains("tty_write")
+}
+
+/// Samples, every 2 ms on its own thread, whether a process is blocked writing its output
+/// ([`blocked_in_write`]) and keeps the longest run of blocked samples. A timestamp gap in a
+/// container's output also counts time it waited for a CPU on a loaded machine; this measures
+/// only the time its writes were held up.
+pub struct WriteBlockWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<(Duration, usize)>>,
+}
+
+impl WriteBlockWatch {
+    /// Starts watching `pid`.
+    pub fn start(pid: i32) -> WriteBlockWatch {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let (mut longest, mut samples) = (Duration::ZERO, 0usize);
+            let mut since: Option<Instant> = None;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) && pid_alive(pid) {
+                let now = Instant::now();
+                samples += 1;
+                if blocked_in_write(pid) {
+                    let start = *since.get_or_insert(now);
+                    longest = longest.max(now - start);
+                } else {
+                    since = None;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            (longest, samples)
+        });
+        WriteBlockWatch {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops sampling; returns the longest time the process was seen blocked in write(2) and
+    /// how many samples were taken.
+    pub fn finish(mut self) -> (Duration, usize) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or((Duration::ZERO, 0))
+    }
+}
+
+impl Drop for WriteBlockWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}

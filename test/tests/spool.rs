@@ -9,6 +9,7 @@
 //! With `SCRIBE_E2E_RUNTIME=io.containerd.runc.v2` the first test runs containerd's Go shim and
 //! only prints its numbers (it blocks the container while `ctr` is stopped).
 
+use scribe_e2e::procs::WriteBlockWatch;
 use scribe_e2e::records::LogSetup;
 use scribe_e2e::*;
 use std::time::{Duration, Instant};
@@ -75,7 +76,7 @@ fn run_with_stopped_reader(
     script: &str,
     stop: Duration,
     during: impl FnOnce(&Containerd, &str),
-) -> CmdOutput {
+) -> (CmdOutput, Duration) {
     let mut args = vec!["--rm"];
     for a in annotations {
         args.extend(["--annotation", a]);
@@ -92,6 +93,7 @@ fn run_with_stopped_reader(
         "{id} did not start\n{}",
         c.log_tail(30)
     );
+    let watch = watch_writer(c, id);
     ctr.signal(libc::SIGSTOP);
     let stopped = Instant::now();
     std::thread::sleep(stop / 2);
@@ -100,7 +102,33 @@ fn run_with_stopped_reader(
         std::thread::sleep(rest);
     }
     ctr.signal(libc::SIGCONT);
-    ctr.wait_timeout(Duration::from_secs(120))
+    let o = ctr.wait_timeout(Duration::from_secs(120));
+    (o, watch.finish().0)
+}
+
+/// Watches the container's init (the writing shell) for writes held up ([`WriteBlockWatch`]).
+fn watch_writer(c: &Containerd, id: &str) -> WriteBlockWatch {
+    let pid = c.task(id).map(|t| t.pid as i32).expect("the task's pid");
+    WriteBlockWatch::start(pid)
+}
+
+/// The "never held up more than 100 ms" check. What is asserted is the longest time the
+/// container's shell was seen asleep in write(2) (sampled every 2 ms): on a loaded 2-core
+/// machine the timestamp gap also counts time the shell waited for a CPU (100-380 ms gaps were
+/// seen with no write held up, with this shim and the one before spooling), so the gap is
+/// printed and only bounded at 1 s, which still fails a shim that blocks the container for the
+/// reader's stop (the Go shim: 3.2 s).
+fn assert_never_held_up(blocked: Duration, gap: f64, at: usize) {
+    assert!(
+        blocked < Duration::from_millis(100),
+        "the container was blocked writing its output for {blocked:?} (largest timestamp gap {:.0} ms, before line {at})",
+        gap * 1000.0
+    );
+    assert!(
+        gap < 1.0,
+        "the container was held up {:.0} ms before line {at}",
+        gap * 1000.0
+    );
 }
 
 /// The attached `ctr` is stopped for 10 s while the container writes 16,000 paced lines: `ctr`
@@ -111,7 +139,7 @@ fn spool_stopped_reader_gets_every_line_and_the_container_never_waits() {
     let logs = LogSetup::new(&c, "spool", "");
     let id = unique_id("spool");
     let started = Instant::now();
-    let o = run_with_stopped_reader(
+    let (o, blocked) = run_with_stopped_reader(
         &c,
         &logs,
         &id,
@@ -127,7 +155,7 @@ fn spool_stopped_reader_gets_every_line_and_the_container_never_waits() {
         .map(|s| largest_gap(s))
         .unwrap_or((f64::NAN, 0));
     eprintln!(
-        "runtime {}: ctr stopped 10 s; {} lines printed, check: {:?}; largest gap between container timestamps {:.0} ms (before line {at}); ctr ran {took:?}",
+        "runtime {}: ctr stopped 10 s; {} lines printed, check: {:?}; largest gap between container timestamps {:.0} ms (before line {at}); longest write held up {blocked:?}; ctr ran {took:?}",
         runtime(),
         o.stdout.lines().count(),
         checked.as_ref().map(|s| s.len()),
@@ -139,11 +167,7 @@ fn spool_stopped_reader_gets_every_line_and_the_container_never_waits() {
     assert!(o.success(), "ctr failed: {o}\n{}", c.log_tail(30));
     let stamps = checked.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(stamps.len(), LINES, "every line carries a timestamp");
-    assert!(
-        gap < 0.1,
-        "the container was held up {:.0} ms before line {at}",
-        gap * 1000.0
-    );
+    assert_never_held_up(blocked, gap, at);
     // Delivered in full: the spool file is gone.
     let left: Vec<_> = std::fs::read_dir(logs.container_dir(&id))
         .map(|d| {
@@ -196,10 +220,12 @@ fn spool_terminal_stopped_reader_gets_every_line_and_the_container_never_waits()
         "{id} did not start\n{}",
         c.log_tail(30)
     );
+    let watch = watch_writer(&c, &id);
     ctr.signal(libc::SIGSTOP);
     std::thread::sleep(Duration::from_secs(10));
     ctr.signal(libc::SIGCONT);
     let o = ctr.script.wait_timeout(Duration::from_secs(120));
+    let blocked = watch.finish().0;
     let took = started.elapsed();
     // Every line came through the container's terminal: it ends in "\r\n".
     let bare = o
@@ -214,7 +240,7 @@ fn spool_terminal_stopped_reader_gets_every_line_and_the_container_never_waits()
         .map(|s| largest_gap(s))
         .unwrap_or((f64::NAN, 0));
     eprintln!(
-        "runtime {}: terminal, ctr stopped 10 s; {} lines printed ({bare} without \\r), check: {:?}; largest gap between container timestamps {:.0} ms (before line {at}); ctr ran {took:?}",
+        "runtime {}: terminal, ctr stopped 10 s; {} lines printed ({bare} without \\r), check: {:?}; largest gap between container timestamps {:.0} ms (before line {at}); longest write held up {blocked:?}; ctr ran {took:?}",
         runtime(),
         text.lines().count(),
         checked.as_ref().map(|s| s.len()),
@@ -227,11 +253,7 @@ fn spool_terminal_stopped_reader_gets_every_line_and_the_container_never_waits()
     let stamps = checked.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(stamps.len(), LINES, "every line carries a timestamp");
     assert_eq!(bare, 0, "terminal lines without \\r");
-    assert!(
-        gap < 0.1,
-        "the container was held up {:.0} ms before line {at}",
-        gap * 1000.0
-    );
+    assert_never_held_up(blocked, gap, at);
     let left: Vec<_> = std::fs::read_dir(logs.container_dir(&id))
         .map(|d| {
             d.filter_map(|e| e.ok())
@@ -255,7 +277,7 @@ fn full_spool_blocks_the_container_and_loses_nothing() {
     let logs = LogSetup::new(&c, "spoolfull", "");
     let id = unique_id("spoolfull");
     let mut running = None;
-    let o = run_with_stopped_reader(
+    let (o, _) = run_with_stopped_reader(
         &c,
         &logs,
         &id,
@@ -298,7 +320,7 @@ fn full_spool_non_blocking_drops_oldest_and_reports_exactly_what_is_missed() {
     let logs = LogSetup::new(&c, "spooldrop", "");
     let id = unique_id("spooldrop");
     let mut finished = false;
-    let o = run_with_stopped_reader(
+    let (o, _) = run_with_stopped_reader(
         &c,
         &logs,
         &id,
@@ -513,7 +535,7 @@ fn reader_back_after_exit_gets_or_is_told_every_byte() {
     let logs = LogSetup::new(&c, "spoolexit", "");
     let id = unique_id("spoolexit");
     let mut finished = false;
-    let o = run_with_stopped_reader(
+    let (o, _) = run_with_stopped_reader(
         &c,
         &logs,
         &id,
