@@ -1,8 +1,9 @@
 //! Where a process's exit is published, and in what order.
 //!
 //! Scribe's order goes beyond containerd's: a process's output is drained before its TaskExit
-//! (bounded by [`OUTPUT_DRAIN_LIMIT`], or [`OUTPUT_REPLAY_LIMIT`] while a spool replays); every exec's TaskExit precedes the init's (bounded by
-//! [`EXEC_EXIT_LIMIT`], then leftover execs are killed); a TaskOOM precedes the init's TaskExit
+//! (bounded by [`OUTPUT_DRAIN_LIMIT`], or [`OUTPUT_REPLAY_LIMIT`] while a spool replays); every
+//! exec's TaskExit precedes the init's (bounded by [`EXEC_EXIT_LIMIT`], then leftover execs are
+//! killed); a TaskOOM precedes the init's TaskExit
 //! (the OOM watcher's last check, armed by `oom.rs`); and the process's `op` lock keeps its
 //! TaskStart/TaskExecStarted before its TaskExit. The counters this waits on are
 //! [`crate::container::ExitOrder`].
