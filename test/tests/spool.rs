@@ -169,14 +169,7 @@ fn spool_stopped_reader_gets_every_line_and_the_container_never_waits() {
     assert_eq!(stamps.len(), LINES, "every line carries a timestamp");
     assert_never_held_up(blocked, gap, at);
     // Delivered in full: the spool file is gone.
-    let left: Vec<_> = std::fs::read_dir(logs.container_dir(&id))
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(".spool"))
-                .collect()
-        })
-        .unwrap_or_default();
+    let left = spool_files(&logs, &id);
     assert!(left.is_empty(), "spool files left: {left:?}");
     c.assert_clean();
 }
@@ -254,14 +247,7 @@ fn spool_terminal_stopped_reader_gets_every_line_and_the_container_never_waits()
     assert_eq!(stamps.len(), LINES, "every line carries a timestamp");
     assert_eq!(bare, 0, "terminal lines without \\r");
     assert_never_held_up(blocked, gap, at);
-    let left: Vec<_> = std::fs::read_dir(logs.container_dir(&id))
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(".spool"))
-                .collect()
-        })
-        .unwrap_or_default();
+    let left = spool_files(&logs, &id);
     assert!(left.is_empty(), "spool files left: {left:?}");
     c.assert_clean();
 }
@@ -392,17 +378,24 @@ fn rss_pss(pid: i32) -> Option<(u64, u64)> {
     Some((field("Rss:")?, field("Pss:")?))
 }
 
-/// Bytes in the container's spool files (their apparent size: the spool's write offset).
-fn spooled(logs: &LogSetup, id: &str) -> u64 {
+/// The container's spool files (`.spool*` in its log directory).
+fn spool_files(logs: &LogSetup, id: &str) -> Vec<std::fs::DirEntry> {
     std::fs::read_dir(logs.container_dir(id))
         .map(|d| {
             d.filter_map(|e| e.ok())
                 .filter(|e| e.file_name().to_string_lossy().starts_with(".spool"))
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| m.len())
-                .sum()
+                .collect()
         })
-        .unwrap_or(0)
+        .unwrap_or_default()
+}
+
+/// Bytes in the container's spool files (their apparent size: the spool's write offset).
+fn spooled(logs: &LogSetup, id: &str) -> u64 {
+    spool_files(logs, id)
+        .iter()
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
 }
 
 /// 50 MiB of output, once `ctr` is stopped.

@@ -764,14 +764,7 @@ impl Output {
                 }
                 // The destination is gone for good; the other destinations keep getting the
                 // bytes, and the pipe keeps draining so the container is not blocked forever.
-                log::error!(
-                    container = self.container.as_str();
-                    "writing container output to {}: {e}",
-                    self.name
-                );
-                self.sink = None;
-                // What it spooled is discarded (its file removed, counted as dropped).
-                self.spool = SpoolState::Off;
+                self.give_up("writing container output to", &e);
             }
         }
     }
@@ -815,16 +808,20 @@ impl Output {
                     .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
             }
             Err(_) if self.must_finish() => {}
-            Err(e) => {
-                log::error!(
-                    container = self.container.as_str();
-                    "replaying the spool of {}: {e}",
-                    self.name
-                );
-                self.sink = None;
-                self.spool = SpoolState::Off;
-            }
+            Err(e) => self.give_up("replaying the spool of", &e),
         }
+    }
+
+    /// The destination failed for good (`doing` it, with `e`): it takes nothing more, and what
+    /// its spool held is discarded (the file removed, counted as dropped and reported).
+    fn give_up(&mut self, doing: &str, e: &io::Error) {
+        log::error!(
+            container = self.container.as_str();
+            "{doing} {}: {e}",
+            self.name
+        );
+        self.sink = None;
+        self.spool = SpoolState::Off;
     }
 
     /// Whether the process was deleted ([`Relay::close`], or the relay dropped).
